@@ -1,0 +1,311 @@
+//! paykit's storage: one API over SQLite (the embedded default) and PostgreSQL.
+//!
+//! Every query is one SQL text that both engines run (sqlx's `Any` driver; SQLite binds
+//! `$1, $2…` too). Money is integer minor units and instants are integer microseconds, the
+//! types both engines and the `Any` driver carry exactly.
+//!
+//! Writes happen inside a [`Tx`]. A `Tx` is the unit the commit pipeline will batch: the
+//! ledger operations of several requests can run in one `Tx`, each under its own savepoint
+//! ([`Tx::savepoint`]), so that one request's failure rolls back only its own work.
+
+pub mod ids;
+pub mod ledger;
+pub mod merchants;
+pub mod nonces;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Executor, SqlSafeStr};
+
+pub use ledger::AccountMeta;
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is neither sqlite: nor postgres:")]
+    UnsupportedUrl(String),
+    #[error("cannot create the database folder {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("account {account_id} has insufficient funds")]
+    InsufficientFunds { account_id: String },
+    #[error("unknown account {0}")]
+    UnknownAccount(String),
+    #[error("posting in {posting} to account {account_id} held in {account}")]
+    CurrencyMismatch { account_id: String, posting: String, account: String },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Errors worth retrying as they stand (the database went away or a transaction lost a
+    /// serialisation race), as opposed to answers about the data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Connections for PostgreSQL, and readers for SQLite (which has one writer).
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The handle the rest of paykit holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    engine: Engine,
+    /// SQLite allows one writer at a time; a one-connection pool makes writers queue in
+    /// the process instead of failing with SQLITE_BUSY. On PostgreSQL both are one pool.
+    writer: AnyPool,
+    reader: AnyPool,
+    /// Account metadata never changes once written, so it is cached for the hot path.
+    accounts: Arc<RwLock<HashMap<String, AccountMeta>>>,
+}
+
+impl Store {
+    /// Opens `url`: `sqlite:PATH` / `sqlite://PATH` / a bare file path (created with its
+    /// folder on first use), or `postgres://…`. Does not migrate; call [`Store::migrate`].
+    pub async fn connect(url: &str, config: &StoreConfig) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (engine, url) = normalise_url(url)?;
+        let options = AnyConnectOptions::from_str(&url)?;
+        match engine {
+            Engine::Sqlite => {
+                let pragmas = sqlite_pragmas;
+                let writer = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(config.acquire_timeout)
+                    .after_connect(pragmas)
+                    .connect_with(options.clone())
+                    .await?;
+                let reader = AnyPoolOptions::new()
+                    .max_connections(config.max_connections.max(1))
+                    .acquire_timeout(config.acquire_timeout)
+                    .after_connect(pragmas)
+                    .connect_with(options)
+                    .await?;
+                Ok(Store::from_pools(engine, writer, reader))
+            }
+            Engine::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(config.max_connections.max(1))
+                    .acquire_timeout(config.acquire_timeout)
+                    .connect_with(options)
+                    .await?;
+                Ok(Store::from_pools(engine, pool.clone(), pool))
+            }
+        }
+    }
+
+    fn from_pools(engine: Engine, writer: AnyPool, reader: AnyPool) -> Store {
+        Store { engine, writer, reader, accounts: Arc::default() }
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Applies the migrations for this engine that have not run yet. Safe to call from
+    /// several processes at once (PostgreSQL takes an advisory lock).
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = migrator(self.engine);
+        migrator.run(&self.writer).await?;
+        Ok(())
+    }
+
+    /// Answers whether the database can be reached (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let inner = match self.engine {
+            // IMMEDIATE takes the write lock at once, so a transaction never fails half way
+            // when it first writes.
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.writer.begin().await?,
+        };
+        Ok(Tx { inner, store: self.clone(), savepoints: 0 })
+    }
+
+    /// The pool for queries that only read.
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// A write transaction. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, Any>,
+    store: Store,
+    savepoints: u32,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        self.inner.rollback().await?;
+        Ok(())
+    }
+
+    /// Runs `op` under a savepoint: if it fails, only its own writes are undone and the
+    /// transaction carries on. This is what lets a commit pipeline put many requests'
+    /// operations in one transaction without one failure failing its neighbours.
+    pub async fn savepoint<T, F>(&mut self, op: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut Tx) -> Result<T>,
+    {
+        self.savepoints += 1;
+        let name = format!("sp{}", self.savepoints);
+        self.execute_raw(&format!("SAVEPOINT {name}")).await?;
+        match op(self).await {
+            Ok(v) => {
+                self.execute_raw(&format!("RELEASE SAVEPOINT {name}")).await?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.execute_raw(&format!("ROLLBACK TO SAVEPOINT {name}")).await?;
+                self.execute_raw(&format!("RELEASE SAVEPOINT {name}")).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn execute_raw(&mut self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut *self.inner).await?;
+        Ok(())
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.store.engine
+    }
+}
+
+type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
+
+/// Run on every new SQLite connection.
+fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _: sqlx::pool::PoolConnectionMetadata) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        // WAL lets readers run beside the writer; synchronous=FULL makes an acknowledged
+        // commit survive power loss.
+        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+            .await?;
+        Ok(())
+    })
+}
+
+fn normalise_url(url: &str) -> Result<(Engine, String)> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Engine::Postgres, url.to_owned()));
+    }
+    let path = if let Some(rest) = url.strip_prefix("sqlite://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        rest
+    } else if url.contains("://") {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    } else {
+        url
+    };
+    let (file, query) = match path.split_once('?') {
+        Some((f, q)) => (f, Some(q)),
+        None => (path, None),
+    };
+    if file != ":memory:" {
+        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+        }
+    }
+    let query = query.map_or_else(|| "mode=rwc".to_owned(), |q| if q.contains("mode=") { q.to_owned() } else { format!("{q}&mode=rwc") });
+    Ok((Engine::Sqlite, format!("sqlite://{file}?{query}")))
+}
+
+fn migrator(engine: Engine) -> Migrator {
+    let files: &[(i64, &str, &'static str)] = match engine {
+        Engine::Sqlite => &[(1, "foundation", include_str!("../../../migrations/sqlite/0001_foundation.sql"))],
+        Engine::Postgres => &[(1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql"))],
+    };
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(version, description.into(), MigrationType::Simple, sqlx::AssertSqlSafe(sql).into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_normalise() {
+        assert_eq!(normalise_url("postgres://u@h/db").unwrap().0, Engine::Postgres);
+        let tmp = std::env::temp_dir().join("paykit-url-test/x.db");
+        let (engine, url) = normalise_url(tmp.to_str().unwrap()).unwrap();
+        assert_eq!(engine, Engine::Sqlite);
+        assert!(url.ends_with("x.db?mode=rwc"), "{url}");
+        assert!(normalise_url("mysql://x").is_err());
+    }
+}

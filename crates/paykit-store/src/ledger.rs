@@ -1,0 +1,230 @@
+//! The ledger in the database: accounts, their balance rows, journal entries and postings.
+//!
+//! Invariants enforced here, at write time:
+//! 1. every entry balances per currency (only balanced `JournalEntry` values exist, and
+//!    they are written whole in one transaction);
+//! 2. each posting moves its account's balance rows by exactly its amount in the same
+//!    transaction, so balance = sum of postings;
+//! 3. a floored account (a wallet) is debited with a conditional update that refuses to go
+//!    below zero, backed by a CHECK constraint, so concurrent spending cannot overdraw it.
+
+use paykit_core::Currency;
+use paykit_core::ledger::{AccountKind, JournalEntry};
+use paykit_core::money::Money;
+use paykit_core::time::Timestamp;
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError, Tx, ids};
+
+/// What storage needs to know about an account to post to it. Immutable once created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountMeta {
+    pub id: String,
+    pub owner_type: String,
+    pub owner_id: String,
+    pub kind: AccountKind,
+    pub currency: Currency,
+    pub shard_count: u16,
+    pub floored: bool,
+}
+
+/// Who an account belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub owner_type: &'a str,
+    pub owner_id: &'a str,
+}
+
+impl Tx {
+    /// Returns the account of `kind` in `currency` for `owner`, creating it (with its
+    /// balance rows at zero) if it does not exist yet.
+    pub async fn open_account(
+        &mut self,
+        owner: Owner<'_>,
+        kind: AccountKind,
+        currency: Currency,
+        now: Timestamp,
+    ) -> Result<AccountMeta> {
+        if let Some(meta) = self.find_account(owner, kind, currency).await? {
+            return Ok(meta);
+        }
+        let meta = AccountMeta {
+            id: ids::new_id("acc"),
+            owner_type: owner.owner_type.to_owned(),
+            owner_id: owner.owner_id.to_owned(),
+            kind,
+            currency,
+            shard_count: kind.balance_shards(),
+            floored: kind.floored_at_zero(),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO accounts (id, owner_type, owner_id, kind, currency, shard_count, floored, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (owner_type, owner_id, kind, currency) DO NOTHING",
+        )
+        .bind(&meta.id)
+        .bind(&meta.owner_type)
+        .bind(&meta.owner_id)
+        .bind(kind.as_str())
+        .bind(currency.code())
+        .bind(i64::from(meta.shard_count))
+        .bind(i64::from(meta.floored))
+        .bind(now.unix_micros())
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Another transaction opened it first.
+            return self
+                .find_account(owner, kind, currency)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("account vanished after a conflicting insert".into()));
+        }
+        for shard in 0..meta.shard_count {
+            sqlx::query("INSERT INTO account_balances (account_id, shard, balance_minor, floored) VALUES ($1, $2, 0, $3)")
+                .bind(&meta.id)
+                .bind(i64::from(shard))
+                .bind(i64::from(meta.floored))
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(meta)
+    }
+
+    async fn find_account(&mut self, owner: Owner<'_>, kind: AccountKind, currency: Currency) -> Result<Option<AccountMeta>> {
+        let row = sqlx::query(
+            "SELECT id, owner_type, owner_id, kind, currency, shard_count, floored FROM accounts \
+             WHERE owner_type = $1 AND owner_id = $2 AND kind = $3 AND currency = $4",
+        )
+        .bind(owner.owner_type)
+        .bind(owner.owner_id)
+        .bind(kind.as_str())
+        .bind(currency.code())
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| account_from_row(&r)).transpose()
+    }
+
+    async fn account_meta(&mut self, account_id: &str) -> Result<AccountMeta> {
+        if let Some(meta) = self.store.accounts.read().expect("account cache lock").get(account_id) {
+            return Ok(meta.clone());
+        }
+        let row = sqlx::query(
+            "SELECT id, owner_type, owner_id, kind, currency, shard_count, floored FROM accounts WHERE id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(self.conn())
+        .await?
+        .ok_or_else(|| StoreError::UnknownAccount(account_id.to_owned()))?;
+        let meta = account_from_row(&row)?;
+        self.store.accounts.write().expect("account cache lock").insert(meta.id.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    /// Writes `entry` and moves the balances of its accounts. On any error nothing of the
+    /// entry is kept once the caller rolls back (or the enclosing savepoint does).
+    pub async fn post_entry(&mut self, entry: &JournalEntry, now: Timestamp) -> Result<String> {
+        let entry_id = ids::new_id("je");
+        let mut moves = Vec::with_capacity(entry.postings().len());
+        for posting in entry.postings() {
+            let meta = self.account_meta(&posting.account_id).await?;
+            if meta.currency != posting.amount.currency() {
+                return Err(StoreError::CurrencyMismatch {
+                    account_id: meta.id,
+                    posting: posting.amount.currency().to_string(),
+                    account: meta.currency.to_string(),
+                });
+            }
+            let shard = if meta.shard_count > 1 { pick_shard(meta.shard_count) } else { 0 };
+            moves.push((meta, shard, posting.amount));
+        }
+        // A fixed lock order (account, shard) means two entries touching the same rows can
+        // never wait on each other in a cycle.
+        moves.sort_by(|a, b| (&a.0.id, a.1).cmp(&(&b.0.id, b.1)));
+
+        sqlx::query("INSERT INTO journal_entries (id, kind, reference, created_at_us) VALUES ($1, $2, $3, $4)")
+            .bind(&entry_id)
+            .bind(entry.kind().as_str())
+            .bind(entry.reference())
+            .bind(now.unix_micros())
+            .execute(self.conn())
+            .await?;
+        for (meta, shard, amount) in &moves {
+            let minor = amount.minor_units();
+            let updated = if meta.floored {
+                sqlx::query(
+                    "UPDATE account_balances SET balance_minor = balance_minor + $1 \
+                     WHERE account_id = $2 AND shard = $3 AND balance_minor + $1 >= 0",
+                )
+            } else {
+                sqlx::query("UPDATE account_balances SET balance_minor = balance_minor + $1 WHERE account_id = $2 AND shard = $3")
+            }
+            .bind(minor)
+            .bind(&meta.id)
+            .bind(i64::from(*shard))
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                return Err(StoreError::InsufficientFunds { account_id: meta.id.clone() });
+            }
+            sqlx::query(
+                "INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&entry_id)
+            .bind(&meta.id)
+            .bind(minor)
+            .bind(amount.currency().code())
+            .bind(now.unix_micros())
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(entry_id)
+    }
+}
+
+impl Store {
+    /// An account's balance: the sum of its balance rows.
+    pub async fn balance(&self, account_id: &str) -> Result<Money> {
+        let row = sqlx::query(
+            "SELECT a.currency, CAST(COALESCE(SUM(b.balance_minor), 0) AS BIGINT) \
+             FROM accounts a LEFT JOIN account_balances b ON b.account_id = a.id WHERE a.id = $1 GROUP BY a.currency",
+        )
+        .bind(account_id)
+        .fetch_optional(self.reader())
+        .await?
+        .ok_or_else(|| StoreError::UnknownAccount(account_id.to_owned()))?;
+        let currency: String = row.try_get(0)?;
+        let currency = currency.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        Money::from_minor(row.try_get(1)?, currency).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Number of postings on an account (for tests and reports).
+    pub async fn posting_count(&self, account_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM postings WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(self.reader())
+            .await?)
+    }
+}
+
+fn pick_shard(shard_count: u16) -> u16 {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).expect("the operating system's random generator is available");
+    u16::from_le_bytes(b) % shard_count
+}
+
+fn account_from_row(row: &sqlx::any::AnyRow) -> Result<AccountMeta> {
+    let corrupt = |what: String| StoreError::Corrupt(what);
+    let kind: String = row.try_get("kind")?;
+    let currency: String = row.try_get("currency")?;
+    let shard_count: i64 = row.try_get("shard_count")?;
+    Ok(AccountMeta {
+        id: row.try_get("id")?,
+        owner_type: row.try_get("owner_type")?,
+        owner_id: row.try_get("owner_id")?,
+        kind: kind.parse().map_err(corrupt)?,
+        currency: currency.parse().map_err(|e| corrupt(format!("{e}")))?,
+        shard_count: u16::try_from(shard_count).map_err(|_| corrupt(format!("shard_count {shard_count}")))?,
+        floored: row.try_get::<i64, _>("floored")? != 0,
+    })
+}

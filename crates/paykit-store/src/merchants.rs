@@ -1,0 +1,200 @@
+//! Merchants and the API keys they sign requests with.
+
+use paykit_core::Currency;
+use paykit_core::ledger::AccountKind;
+use paykit_core::time::Timestamp;
+use sqlx::Row;
+
+use crate::ledger::Owner;
+use crate::{Result, Store, ids};
+
+/// How many keys a party may hold active at once: two, so a key can be rotated without
+/// downtime (new key deployed while the old still works, then the old revoked).
+pub const MAX_ACTIVE_KEYS: usize = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    pub notify_url: Option<String>,
+    pub status: String,
+    pub created_at: Timestamp,
+}
+
+/// A key as shown to its owner: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub status: String,
+    pub created_at: Timestamp,
+}
+
+/// What signature checking needs. The secret is only ever handed to the verifier.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub key_id: String,
+    pub party_kind: String,
+    pub party_id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("key_id", &self.key_id)
+            .field("party_kind", &self.party_kind)
+            .field("party_id", &self.party_id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A freshly issued key: the only moment the secret leaves the gateway.
+#[derive(Clone)]
+pub struct IssuedKey {
+    pub key_id: String,
+    pub api_secret: String,
+    /// Keys revoked to keep at most [`MAX_ACTIVE_KEYS`] active.
+    pub revoked_key_ids: Vec<String>,
+}
+
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey").field("key_id", &self.key_id).field("api_secret", &"<redacted>").finish()
+    }
+}
+
+impl Store {
+    /// Creates a merchant with its CNY settlement account and a first API key.
+    pub async fn create_merchant(&self, name: &str, notify_url: Option<&str>, now: Timestamp) -> Result<(Merchant, IssuedKey)> {
+        let merchant = Merchant {
+            id: ids::new_id("mch"),
+            name: name.to_owned(),
+            notify_url: notify_url.map(str::to_owned),
+            status: "ACTIVE".to_owned(),
+            created_at: now,
+        };
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO merchants (id, name, notify_url, status, created_at_us) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&merchant.id)
+            .bind(&merchant.name)
+            .bind(merchant.notify_url.as_deref())
+            .bind(&merchant.status)
+            .bind(now.unix_micros())
+            .execute(tx.conn())
+            .await?;
+        let owner = Owner { owner_type: "merchant", owner_id: &merchant.id };
+        tx.open_account(owner, AccountKind::MerchantSettlement, Currency::Cny, now).await?;
+        let key = issue_key(&mut tx, "merchant", &merchant.id, now).await?;
+        tx.commit().await?;
+        Ok((merchant, key))
+    }
+
+    pub async fn merchant(&self, merchant_id: &str) -> Result<Option<Merchant>> {
+        let row = sqlx::query("SELECT id, name, notify_url, status, created_at_us FROM merchants WHERE id = $1")
+            .bind(merchant_id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(|r| {
+            Ok(Merchant {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                notify_url: r.try_get(2)?,
+                status: r.try_get(3)?,
+                created_at: Timestamp::from_unix_micros(r.try_get(4)?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Adds a new active key; if that would make more than [`MAX_ACTIVE_KEYS`] active, the
+    /// oldest active keys are revoked.
+    pub async fn rotate_merchant_key(&self, merchant_id: &str, now: Timestamp) -> Result<Option<IssuedKey>> {
+        if self.merchant(merchant_id).await?.is_none() {
+            return Ok(None);
+        }
+        let mut tx = self.begin().await?;
+        let key = issue_key(&mut tx, "merchant", merchant_id, now).await?;
+        tx.commit().await?;
+        Ok(Some(key))
+    }
+
+    /// Revokes one of the party's keys. Returns false when no such active key exists.
+    pub async fn revoke_key(&self, party_id: &str, key_id: &str, now: Timestamp) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE api_keys SET status = 'REVOKED', revoked_at_us = $1 WHERE key_id = $2 AND party_id = $3 AND status = 'ACTIVE'",
+        )
+        .bind(now.unix_micros())
+        .bind(key_id)
+        .bind(party_id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub async fn keys(&self, party_id: &str) -> Result<Vec<KeyInfo>> {
+        let rows = sqlx::query("SELECT key_id, status, created_at_us FROM api_keys WHERE party_id = $1 ORDER BY created_at_us, key_id")
+            .bind(party_id)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(KeyInfo { key_id: r.try_get(0)?, status: r.try_get(1)?, created_at: Timestamp::from_unix_micros(r.try_get(2)?) }))
+            .collect()
+    }
+
+    /// The active key `key_id` of the given party, for checking a signature.
+    pub async fn active_signing_key(&self, party_kind: &str, party_id: &str, key_id: &str) -> Result<Option<SigningKey>> {
+        let row = sqlx::query(
+            "SELECT secret FROM api_keys WHERE key_id = $1 AND party_kind = $2 AND party_id = $3 AND status = 'ACTIVE'",
+        )
+        .bind(key_id)
+        .bind(party_kind)
+        .bind(party_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| {
+            Ok(SigningKey {
+                key_id: key_id.to_owned(),
+                party_kind: party_kind.to_owned(),
+                party_id: party_id.to_owned(),
+                secret: r.try_get(0)?,
+            })
+        })
+        .transpose()
+    }
+}
+
+async fn issue_key(tx: &mut crate::Tx, party_kind: &str, party_id: &str, now: Timestamp) -> Result<IssuedKey> {
+    let active: Vec<String> = sqlx::query_scalar(
+        "SELECT key_id FROM api_keys WHERE party_kind = $1 AND party_id = $2 AND status = 'ACTIVE' ORDER BY created_at_us, key_id",
+    )
+    .bind(party_kind)
+    .bind(party_id)
+    .fetch_all(tx.conn())
+    .await?;
+    let excess = (active.len() + 1).saturating_sub(MAX_ACTIVE_KEYS);
+    let revoked_key_ids: Vec<String> = active.into_iter().take(excess).collect();
+    for key_id in &revoked_key_ids {
+        sqlx::query("UPDATE api_keys SET status = 'REVOKED', revoked_at_us = $1 WHERE key_id = $2")
+            .bind(now.unix_micros())
+            .bind(key_id)
+            .execute(tx.conn())
+            .await?;
+    }
+    let key = IssuedKey { key_id: ids::new_id("key"), api_secret: ids::new_secret(), revoked_key_ids };
+    sqlx::query(
+        "INSERT INTO api_keys (key_id, party_kind, party_id, secret, status, created_at_us) VALUES ($1, $2, $3, $4, 'ACTIVE', $5)",
+    )
+    .bind(&key.key_id)
+    .bind(party_kind)
+    .bind(party_id)
+    .bind(&key.api_secret)
+    .bind(now.unix_micros())
+    .execute(tx.conn())
+    .await?;
+    Ok(key)
+}
+

@@ -1,0 +1,146 @@
+//! `paykit ledger verify`: re-checks the ledger's invariants from the stored rows alone.
+//!
+//! Write-time enforcement (see `ledger.rs`) should make every check here pass; this is the
+//! independent audit that would catch a bug in that code, or a hand edit of the database.
+
+use std::fmt;
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+/// One broken invariant, naming what breaks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// Invariant 1, globally: all postings in a currency do not sum to zero.
+    CurrencyImbalance { currency: String, sum_minor: i64 },
+    /// Invariant 1, per entry: an entry's postings in a currency do not sum to zero.
+    EntryUnbalanced { entry_id: String, currency: String, sum_minor: i64 },
+    /// An entry with fewer than two postings.
+    EntryTooFewPostings { entry_id: String, postings: i64 },
+    /// A posting in a currency other than its account's.
+    PostingCurrencyMismatch { posting_id: i64, account_id: String },
+    /// Invariant 2: an account's balance rows disagree with the sum of its postings.
+    BalanceMismatch { account_id: String, balance_minor: i64, postings_minor: i64 },
+    /// Invariant 3: a floored account (wallet, escrow) is below zero.
+    NegativeBalance { account_id: String, kind: String, balance_minor: i64 },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::CurrencyImbalance { currency, sum_minor } => {
+                write!(f, "invariant 1: all postings in {currency} sum to {sum_minor} minor units, not 0")
+            }
+            Violation::EntryUnbalanced { entry_id, currency, sum_minor } => {
+                write!(f, "invariant 1: entry {entry_id} postings in {currency} sum to {sum_minor} minor units, not 0")
+            }
+            Violation::EntryTooFewPostings { entry_id, postings } => {
+                write!(f, "invariant 1: entry {entry_id} has {postings} posting(s), fewer than 2")
+            }
+            Violation::PostingCurrencyMismatch { posting_id, account_id } => {
+                write!(f, "invariant 1: posting {posting_id} is not in the currency of account {account_id}")
+            }
+            Violation::BalanceMismatch { account_id, balance_minor, postings_minor } => write!(
+                f,
+                "invariant 2: account {account_id} balance is {balance_minor} minor units but its postings sum to {postings_minor}"
+            ),
+            Violation::NegativeBalance { account_id, kind, balance_minor } => {
+                write!(f, "invariant 3: {kind} account {account_id} is negative: {balance_minor} minor units")
+            }
+        }
+    }
+}
+
+/// What a verification run found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub accounts: i64,
+    pub entries: i64,
+    pub postings: i64,
+    pub violations: Vec<Violation>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl Store {
+    /// Checks invariants 1–3 over the whole ledger.
+    pub async fn verify_ledger(&self) -> Result<VerifyReport> {
+        let db = self.reader();
+        let mut report = VerifyReport {
+            accounts: sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(db).await?,
+            entries: sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries").fetch_one(db).await?,
+            postings: sqlx::query_scalar("SELECT COUNT(*) FROM postings").fetch_one(db).await?,
+            violations: Vec::new(),
+        };
+        let v = &mut report.violations;
+
+        for r in sqlx::query(
+            "SELECT currency, CAST(SUM(amount_minor) AS BIGINT) AS s FROM postings GROUP BY currency \
+             HAVING SUM(amount_minor) <> 0 ORDER BY currency",
+        )
+        .fetch_all(db)
+        .await?
+        {
+            v.push(Violation::CurrencyImbalance { currency: r.try_get(0)?, sum_minor: r.try_get(1)? });
+        }
+
+        for r in sqlx::query(
+            "SELECT entry_id, currency, CAST(SUM(amount_minor) AS BIGINT) FROM postings GROUP BY entry_id, currency \
+             HAVING SUM(amount_minor) <> 0 ORDER BY entry_id, currency",
+        )
+        .fetch_all(db)
+        .await?
+        {
+            v.push(Violation::EntryUnbalanced { entry_id: r.try_get(0)?, currency: r.try_get(1)?, sum_minor: r.try_get(2)? });
+        }
+
+        for r in sqlx::query(
+            "SELECT e.id, CAST(COUNT(p.id) AS BIGINT) FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id \
+             GROUP BY e.id HAVING COUNT(p.id) < 2 ORDER BY e.id",
+        )
+        .fetch_all(db)
+        .await?
+        {
+            v.push(Violation::EntryTooFewPostings { entry_id: r.try_get(0)?, postings: r.try_get(1)? });
+        }
+
+        for r in sqlx::query(
+            "SELECT p.id, p.account_id FROM postings p JOIN accounts a ON a.id = p.account_id \
+             WHERE p.currency <> a.currency ORDER BY p.id",
+        )
+        .fetch_all(db)
+        .await?
+        {
+            v.push(Violation::PostingCurrencyMismatch { posting_id: r.try_get(0)?, account_id: r.try_get(1)? });
+        }
+
+        let balances = "SELECT a.id, a.kind, a.floored, \
+               CAST(COALESCE(b.total, 0) AS BIGINT) AS balance, CAST(COALESCE(p.total, 0) AS BIGINT) AS posted \
+             FROM accounts a \
+             LEFT JOIN (SELECT account_id, SUM(balance_minor) AS total FROM account_balances GROUP BY account_id) b \
+               ON b.account_id = a.id \
+             LEFT JOIN (SELECT account_id, SUM(amount_minor) AS total FROM postings GROUP BY account_id) p \
+               ON p.account_id = a.id \
+             WHERE COALESCE(b.total, 0) <> COALESCE(p.total, 0) OR (a.floored = 1 AND COALESCE(b.total, 0) < 0) \
+             ORDER BY a.id";
+        for r in sqlx::query(balances).fetch_all(db).await? {
+            let account_id: String = r.try_get(0)?;
+            let kind: String = r.try_get(1)?;
+            let floored = r.try_get::<i64, _>(2)? != 0;
+            let balance_minor: i64 = r.try_get(3)?;
+            let postings_minor: i64 = r.try_get(4)?;
+            if balance_minor != postings_minor {
+                v.push(Violation::BalanceMismatch { account_id: account_id.clone(), balance_minor, postings_minor });
+            }
+            if floored && balance_minor < 0 {
+                v.push(Violation::NegativeBalance { account_id, kind, balance_minor });
+            }
+        }
+        Ok(report)
+    }
+}
