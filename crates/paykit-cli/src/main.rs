@@ -1,1 +1,398 @@
-fn main(){}
+//! `paykit`: the command line over the gateway and the store. Argument parsing, output
+//! formatting and exit codes live here; everything else is in the library crates.
+
+mod dev_cert;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use paykit_core::time::Timestamp;
+use paykit_gateway::clock::{Clock, SystemClock};
+use paykit_gateway::server::{BoundServer, TlsFiles, shutdown_signal};
+use paykit_gateway::{AppState, GatewayConfig, Mode};
+use paykit_store::{Store, StoreConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "paykit",
+    version,
+    about = "paykit: a merchant point-of-sale and payment-gateway kit"
+)]
+struct Cli {
+    /// TOML config file (see README). Flags and environment override it.
+    #[arg(long, global = true, env = "PAYKIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database: sqlite://PATH (default sqlite://data/paykit.db) or postgres://…
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, env = "PAYKIT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (applies migrations first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Onboard merchants and manage their API keys.
+    #[command(subcommand)]
+    Merchant(MerchantCommand),
+    /// Ledger audits.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Write a local CA and a server certificate for HTTPS on this machine.
+    DevCert {
+        /// Folder to write ca.pem, ca-key.pem, server.pem and server-key.pem into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Extra host names or IP addresses for the server certificate.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PAYKIT_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// sandbox (default) or production.
+    #[arg(long, env = "PAYKIT_MODE")]
+    mode: Option<Mode>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "PAYKIT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "PAYKIT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// URL clients reach this gateway at (for code_url); default http(s)://LISTEN.
+    #[arg(long, env = "PAYKIT_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Create a merchant. Prints its id, key id and API secret (shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Where payment callbacks are sent.
+        #[arg(long)]
+        notify_url: Option<String>,
+        /// Print {"merchant_id", "key_id", "api_secret"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new API key; the merchant keeps at most two active (the oldest is revoked).
+    RotateKey {
+        #[arg(long)]
+        merchant_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one API key at once.
+    RevokeKey {
+        #[arg(long)]
+        merchant_id: String,
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check the ledger's invariants; exit 0 when all hold, 1 with a report otherwise.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYKIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<GatewayConfig> {
+    let mut config = match &cli.config {
+        Some(path) => GatewayConfig::from_toml_file(path)?,
+        None => GatewayConfig::default(),
+    };
+    if let Some(url) = &cli.database_url {
+        config.database_url = url.clone();
+    }
+    Ok(config)
+}
+
+async fn open_store(config: &GatewayConfig) -> Result<Store> {
+    let store_config = StoreConfig {
+        max_connections: config.database_max_connections,
+        ..StoreConfig::default()
+    };
+    let store = Store::connect(&config.database_url, &store_config)
+        .await
+        .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok(store)
+}
+
+/// Hides a password in a database URL before it is printed.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn now() -> Timestamp {
+    SystemClock::new().now()
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(listen) = args.listen {
+                config.listen = listen;
+            }
+            if let Some(mode) = args.mode {
+                config.mode = mode;
+            }
+            if args.tls_cert.is_some() || args.tls_key.is_some() {
+                config.tls_cert = args.tls_cert;
+                config.tls_key = args.tls_key;
+            }
+            if args.public_url.is_some() {
+                config.public_url = args.public_url;
+            }
+            serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            open_store(&config).await?;
+            println!("migrations applied to {}", redact_url(&config.database_url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merchant(cmd) => merchant(cmd, &config).await,
+        Command::Ledger(LedgerCommand::Verify { json }) => verify(&config, json).await,
+        Command::DevCert { out, hosts } => {
+            let written = dev_cert::write(&out, &hosts)?;
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "serve with: paykit serve --tls-cert {0}/server.pem --tls-key {0}/server-key.pem\n\
+                 clients trust {0}/ca.pem",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(config: GatewayConfig) -> Result<()> {
+    let store = open_store(&config).await?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key must be given together"),
+    };
+    let mut config = config;
+    let server = BoundServer::bind(
+        config.listen,
+        tls,
+        AppState::new(store.clone(), config.clone())?,
+    )
+    .await?;
+    // With `--listen …:0` the real port is only known now.
+    config.listen = server.local_addr()?;
+    let url = config.public_url();
+    println!(
+        "paykit gateway ({mode}) listening on {url}\n  database: {db}\n  health:   {url}/healthz\n  API docs: {url}/openapi.json\n  \
+         next:     paykit merchant create --name \"My Shop\"",
+        mode = config.mode.as_str(),
+        db = redact_url(&config.database_url),
+    );
+    tokio::spawn(prune_nonces(store.clone()));
+    server
+        .serve(shutdown_signal(), Duration::from_secs(30))
+        .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Keeps the nonce table small: entries older than the signing window are useless.
+async fn prune_nonces(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.prune_nonces(now()).await {
+            tracing::warn!(error = %e, "pruning nonces failed; will retry");
+        }
+    }
+}
+
+async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    match cmd {
+        MerchantCommand::Create {
+            name,
+            notify_url,
+            json,
+        } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 128 {
+                bail!("--name must be 1 to 128 characters");
+            }
+            if let Some(url) = &notify_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("--notify-url must be an http:// or https:// URL");
+                }
+            }
+            let (merchant, key) = store
+                .create_merchant(name, notify_url.as_deref(), now())
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "merchant_id": merchant.id, "key_id": key.key_id, "api_secret": key.api_secret })
+                );
+            } else {
+                println!(
+                    "merchant_id  {}\nkey_id       {}\napi_secret   {}",
+                    merchant.id, key.key_id, key.api_secret
+                );
+                eprintln!(
+                    "The API secret is shown only now: store it where your server can read it."
+                );
+            }
+        }
+        MerchantCommand::RotateKey { merchant_id, json } => {
+            let Some(key) = store.rotate_merchant_key(&merchant_id, now()).await? else {
+                bail!("no merchant {merchant_id}");
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "merchant_id": merchant_id, "key_id": key.key_id, "api_secret": key.api_secret, "revoked_key_ids": key.revoked_key_ids })
+                );
+            } else {
+                println!(
+                    "key_id       {}\napi_secret   {}",
+                    key.key_id, key.api_secret
+                );
+                for revoked in &key.revoked_key_ids {
+                    println!("revoked      {revoked} (at most two keys stay active)");
+                }
+            }
+        }
+        MerchantCommand::RevokeKey {
+            merchant_id,
+            key_id,
+        } => {
+            if !store.revoke_key(&merchant_id, &key_id, now()).await? {
+                bail!("merchant {merchant_id} has no active key {key_id}");
+            }
+            println!("revoked {key_id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    let report = store.verify_ledger().await?;
+    if json {
+        let violations: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": report.is_ok(), "accounts": report.accounts, "entries": report.entries,
+                "postings": report.postings, "violations": violations,
+            })
+        );
+    } else {
+        println!(
+            "ledger: {} accounts, {} entries, {} postings",
+            report.accounts, report.entries, report.postings
+        );
+        for v in &report.violations {
+            println!("VIOLATION {v}");
+        }
+        println!(
+            "{}",
+            if report.is_ok() {
+                "OK: every invariant holds"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_are_not_printed() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            super::redact_url("sqlite://data/x.db"),
+            "sqlite://data/x.db"
+        );
+    }
+}

@@ -80,8 +80,10 @@ impl AuthHeader {
         let (mut party, mut key_id, mut timestamp, mut nonce, mut signature) =
             (None, None, None, None, None);
         for field in rest.split(',') {
-            let (name, quoted) =
-                field.trim().split_once('=').ok_or(AuthError::Malformed("field without '='"))?;
+            let (name, quoted) = field
+                .trim()
+                .split_once('=')
+                .ok_or(AuthError::Malformed("field without '='"))?;
             let value = quoted
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
@@ -89,7 +91,11 @@ impl AuthHeader {
                 .ok_or(AuthError::Malformed("field value must be in double quotes"))?;
             let slot = match name {
                 "merchant_id" | "biller_id" => {
-                    let kind = if name == "merchant_id" { PartyKind::Merchant } else { PartyKind::Biller };
+                    let kind = if name == "merchant_id" {
+                        PartyKind::Merchant
+                    } else {
+                        PartyKind::Biller
+                    };
                     if party.is_some() {
                         return Err(AuthError::Malformed("party id given twice"));
                     }
@@ -106,7 +112,8 @@ impl AuthHeader {
                 return Err(AuthError::Malformed("field given twice"));
             }
         }
-        let (party_kind, party_id) = party.ok_or(AuthError::Malformed("merchant_id or biller_id missing"))?;
+        let (party_kind, party_id) =
+            party.ok_or(AuthError::Malformed("merchant_id or biller_id missing"))?;
         let key_id = key_id.ok_or(AuthError::Malformed("key_id missing"))?;
         let timestamp = timestamp.ok_or(AuthError::Malformed("timestamp missing"))?;
         let nonce = nonce.ok_or(AuthError::Malformed("nonce missing"))?;
@@ -114,14 +121,28 @@ impl AuthHeader {
         if party_id.is_empty() || key_id.is_empty() {
             return Err(AuthError::Malformed("empty id"));
         }
-        if timestamp.is_empty() || timestamp.len() > 12 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
+        if timestamp.is_empty()
+            || timestamp.len() > 12
+            || !timestamp.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(AuthError::Malformed("timestamp must be Unix seconds"));
         }
-        let timestamp: i64 = timestamp.parse().map_err(|_| AuthError::Malformed("timestamp must be Unix seconds"))?;
+        let timestamp: i64 = timestamp
+            .parse()
+            .map_err(|_| AuthError::Malformed("timestamp must be Unix seconds"))?;
         if !(16..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(AuthError::Malformed("nonce must be 16-64 characters of [A-Za-z0-9]"));
+            return Err(AuthError::Malformed(
+                "nonce must be 16-64 characters of [A-Za-z0-9]",
+            ));
         }
-        Ok(AuthHeader { party_kind, party_id, key_id, timestamp, nonce, signature })
+        Ok(AuthHeader {
+            party_kind,
+            party_id,
+            key_id,
+            timestamp,
+            nonce,
+            signature,
+        })
     }
 
     /// Renders the header a client sends.
@@ -138,8 +159,15 @@ impl AuthHeader {
 }
 
 /// The exact bytes that are signed for a request.
-pub fn canonical_request(method: &str, path_and_query: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(method.len() + path_and_query.len() + nonce.len() + body.len() + 32);
+pub fn canonical_request(
+    method: &str,
+    path_and_query: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(method.len() + path_and_query.len() + nonce.len() + body.len() + 32);
     out.extend_from_slice(method.as_bytes());
     out.push(b'\n');
     out.extend_from_slice(path_and_query.as_bytes());
@@ -178,7 +206,9 @@ pub fn sign(secret: &[u8], message: &[u8]) -> String {
 
 /// Constant-time check of a base64 signature over `message`.
 pub fn verify(secret: &[u8], message: &[u8], signature_b64: &str) -> bool {
-    let Ok(sig) = BASE64.decode(signature_b64) else { return false };
+    let Ok(sig) = BASE64.decode(signature_b64) else {
+        return false;
+    };
     let mut m = mac(secret);
     m.update(message);
     m.verify_slice(&sig).is_ok()
@@ -198,8 +228,18 @@ pub fn verify_request(
     if skew_secs.abs() > TIMESTAMP_TOLERANCE_SECS {
         return Err(AuthError::TimestampSkew { skew_secs });
     }
-    let canonical = canonical_request(method, path_and_query, header.timestamp, &header.nonce, body);
-    if verify(secret, &canonical, &header.signature) { Ok(()) } else { Err(AuthError::BadSignature) }
+    let canonical = canonical_request(
+        method,
+        path_and_query,
+        header.timestamp,
+        &header.nonce,
+        body,
+    );
+    if verify(secret, &canonical, &header.signature) {
+        Ok(())
+    } else {
+        Err(AuthError::BadSignature)
+    }
 }
 
 #[cfg(test)]
@@ -210,9 +250,21 @@ mod tests {
     #[test]
     fn readme_worked_example() {
         let secret = b"PAYKITEXAMPLESECRET0123456789abc";
-        let canonical = canonical_request("GET", "/v1/merchant", 1_767_225_600, "a1b2c3d4e5f6g7h8", b"");
-        assert_eq!(canonical, b"GET\n/v1/merchant\n1767225600\na1b2c3d4e5f6g7h8\n\n");
-        assert_eq!(sign(secret, &canonical), "ZuluOLM/0APtd2K3drrYDL/j1+5/JvGefTwsgVW1F4o=");
+        let canonical = canonical_request(
+            "GET",
+            "/v1/merchant",
+            1_767_225_600,
+            "a1b2c3d4e5f6g7h8",
+            b"",
+        );
+        assert_eq!(
+            canonical,
+            b"GET\n/v1/merchant\n1767225600\na1b2c3d4e5f6g7h8\n\n"
+        );
+        assert_eq!(
+            sign(secret, &canonical),
+            "ZuluOLM/0APtd2K3drrYDL/j1+5/JvGefTwsgVW1F4o="
+        );
     }
 
     #[test]
@@ -244,7 +296,10 @@ mod tests {
             r#"PAYKIT-HMAC-SHA256 merchant_id="m",key_id="k",timestamp="1",nonce="abcdefgh-jklmnop",signature="s""#,
             r#"PAYKIT-HMAC-SHA256 merchant_id="m",key_id="k",timestamp="1",nonce="abcdefghijklmnop",signature="s",extra="1""#,
         ] {
-            assert!(matches!(AuthHeader::parse(bad), Err(AuthError::Malformed(_))), "{bad:?}");
+            assert!(
+                matches!(AuthHeader::parse(bad), Err(AuthError::Malformed(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -252,7 +307,10 @@ mod tests {
     fn every_part_of_the_request_is_covered() {
         let secret = b"secret";
         let now = 1_700_000_000;
-        let sig = sign(secret, &canonical_request("POST", "/v1/orders?x=1", now, "abcdefghijklmnop", b"{}"));
+        let sig = sign(
+            secret,
+            &canonical_request("POST", "/v1/orders?x=1", now, "abcdefghijklmnop", b"{}"),
+        );
         let header = |ts: i64, nonce: &str| AuthHeader {
             party_kind: PartyKind::Merchant,
             party_id: "m".into(),
@@ -262,19 +320,43 @@ mod tests {
             signature: sig.clone(),
         };
         let ok = header(now, "abcdefghijklmnop");
-        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now), Ok(()));
-        assert_eq!(verify_request(&ok, secret, "PUT", "/v1/orders?x=1", b"{}", now), Err(AuthError::BadSignature));
-        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=2", b"{}", now), Err(AuthError::BadSignature));
-        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{ }", now), Err(AuthError::BadSignature));
-        assert_eq!(verify_request(&ok, b"secreT", "POST", "/v1/orders?x=1", b"{}", now), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now),
+            Ok(())
+        );
+        assert_eq!(
+            verify_request(&ok, secret, "PUT", "/v1/orders?x=1", b"{}", now),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(&ok, secret, "POST", "/v1/orders?x=2", b"{}", now),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{ }", now),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(&ok, b"secreT", "POST", "/v1/orders?x=1", b"{}", now),
+            Err(AuthError::BadSignature)
+        );
         let other_nonce = header(now, "abcdefghijklmnoq");
-        assert_eq!(verify_request(&other_nonce, secret, "POST", "/v1/orders?x=1", b"{}", now), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify_request(&other_nonce, secret, "POST", "/v1/orders?x=1", b"{}", now),
+            Err(AuthError::BadSignature)
+        );
         let other_ts = header(now + 1, "abcdefghijklmnop");
-        assert_eq!(verify_request(&other_ts, secret, "POST", "/v1/orders?x=1", b"{}", now), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify_request(&other_ts, secret, "POST", "/v1/orders?x=1", b"{}", now),
+            Err(AuthError::BadSignature)
+        );
         assert_eq!(
             verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now + 301),
             Err(AuthError::TimestampSkew { skew_secs: -301 })
         );
-        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now - 300), Ok(()));
+        assert_eq!(
+            verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now - 300),
+            Ok(())
+        );
     }
 }

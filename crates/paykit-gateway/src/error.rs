@@ -1,0 +1,72 @@
+//! The one error type handlers return. It renders as
+//! `{"code": "…", "message": "…", "request_id": "…"}` with the code's fixed HTTP status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use paykit_core::ErrorCode;
+use paykit_store::StoreError;
+
+use crate::observe::current_request_id;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(ErrorCode::NotFound, format!("no such {what}"))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InsufficientFunds { .. } => ApiError::new(
+                ErrorCode::InsufficientBalance,
+                "the balance does not cover the amount",
+            ),
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the database is unavailable; retry the same request",
+                )
+            }
+            e => {
+                tracing::error!(error = %e, "storage fault");
+                ApiError::new(
+                    ErrorCode::InternalError,
+                    "internal error; retrying the same request is safe",
+                )
+            }
+        }
+    }
+}
+
+impl From<&paykit_core::MoneyError> for ApiError {
+    fn from(e: &paykit_core::MoneyError) -> Self {
+        ApiError::new(ErrorCode::from(e), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({
+            "code": self.code.as_str(),
+            "message": self.message,
+            "request_id": current_request_id(),
+        });
+        (status, axum::Json(body)).into_response()
+    }
+}

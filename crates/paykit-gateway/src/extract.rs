@@ -1,0 +1,49 @@
+//! A JSON body extractor whose failures are API errors with specific codes (axum's own
+//! answers in plain text with 422).
+
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use paykit_core::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::PayloadTooLarge, "the body is too large"))?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body, turning serde's error into the code that says what is wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let message = e.to_string();
+        let code = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => ErrorCode::InvalidJson,
+            Category::Data if message.starts_with("unknown field") => ErrorCode::UnknownField,
+            Category::Data if message.starts_with("missing field") => ErrorCode::MissingField,
+            Category::Data => ErrorCode::InvalidField,
+        };
+        ApiError::new(code, message)
+    })
+}
