@@ -10,28 +10,17 @@ pub fn write(out: &Path, extra_hosts: &[String]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "paykit local development CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "paykit local development CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
-    let mut hosts = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     hosts.extend(extra_hosts.iter().cloned());
     let mut server_params = CertificateParams::new(hosts)?;
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "paykit gateway (development)");
+    server_params.distinguished_name.push(DnType::CommonName, "paykit gateway (development)");
     let server_key = KeyPair::generate()?;
     let issuer = Issuer::new(ca_params, ca_key);
     let server_cert = server_params.signed_by(&server_key, &issuer)?;
@@ -45,8 +34,7 @@ pub fn write(out: &Path, extra_hosts: &[String]) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (name, contents) in files {
         let path = out.join(name);
-        std::fs::write(&path, contents)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
         if name.ends_with("-key.pem") {
             restrict_to_owner(&path)?;
         }

@@ -16,11 +16,7 @@ use paykit_gateway::{AppState, GatewayConfig, Mode};
 use paykit_store::{Store, StoreConfig};
 
 #[derive(Parser)]
-#[command(
-    name = "paykit",
-    version,
-    about = "paykit: a merchant point-of-sale and payment-gateway kit"
-)]
+#[command(name = "paykit", version, about = "paykit: a merchant point-of-sale and payment-gateway kit")]
 struct Cli {
     /// TOML config file (see README). Flags and environment override it.
     #[arg(long, global = true, env = "PAYKIT_CONFIG")]
@@ -118,10 +114,7 @@ enum LedgerCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -140,9 +133,7 @@ fn main() -> ExitCode {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYKIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -162,10 +153,7 @@ fn load_config(cli: &Cli) -> Result<GatewayConfig> {
 }
 
 async fn open_store(config: &GatewayConfig) -> Result<Store> {
-    let store_config = StoreConfig {
-        max_connections: config.database_max_connections,
-        ..StoreConfig::default()
-    };
+    let store_config = StoreConfig { max_connections: config.database_max_connections, ..StoreConfig::default() };
     let store = Store::connect(&config.database_url, &store_config)
         .await
         .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
@@ -236,20 +224,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn serve(config: GatewayConfig) -> Result<()> {
     let store = open_store(&config).await?;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        }),
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key must be given together"),
     };
     let mut config = config;
-    let server = BoundServer::bind(
-        config.listen,
-        tls,
-        AppState::new(store.clone(), config.clone())?,
-    )
-    .await?;
+    let server = BoundServer::bind(config.listen, tls, AppState::new(store.clone(), config.clone())?).await?;
     // With `--listen …:0` the real port is only known now.
     config.listen = server.local_addr()?;
     let url = config.public_url();
@@ -260,9 +240,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         db = redact_url(&config.database_url),
     );
     tokio::spawn(prune_nonces(store.clone()));
-    server
-        .serve(shutdown_signal(), Duration::from_secs(30))
-        .await?;
+    server.serve(shutdown_signal(), Duration::from_secs(30)).await?;
     store.close().await;
     Ok(())
 }
@@ -281,11 +259,7 @@ async fn prune_nonces(store: Store) {
 async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCode> {
     let store = open_store(config).await?;
     match cmd {
-        MerchantCommand::Create {
-            name,
-            notify_url,
-            json,
-        } => {
+        MerchantCommand::Create { name, notify_url, json } => {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 128 {
                 bail!("--name must be 1 to 128 characters");
@@ -295,22 +269,15 @@ async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCo
                     bail!("--notify-url must be an http:// or https:// URL");
                 }
             }
-            let (merchant, key) = store
-                .create_merchant(name, notify_url.as_deref(), now())
-                .await?;
+            let (merchant, key) = store.create_merchant(name, notify_url.as_deref(), now()).await?;
             if json {
                 println!(
                     "{}",
                     serde_json::json!({ "merchant_id": merchant.id, "key_id": key.key_id, "api_secret": key.api_secret })
                 );
             } else {
-                println!(
-                    "merchant_id  {}\nkey_id       {}\napi_secret   {}",
-                    merchant.id, key.key_id, key.api_secret
-                );
-                eprintln!(
-                    "The API secret is shown only now: store it where your server can read it."
-                );
+                println!("merchant_id  {}\nkey_id       {}\napi_secret   {}", merchant.id, key.key_id, key.api_secret);
+                eprintln!("The API secret is shown only now: store it where your server can read it.");
             }
         }
         MerchantCommand::RotateKey { merchant_id, json } => {
@@ -323,19 +290,13 @@ async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCo
                     serde_json::json!({ "merchant_id": merchant_id, "key_id": key.key_id, "api_secret": key.api_secret, "revoked_key_ids": key.revoked_key_ids })
                 );
             } else {
-                println!(
-                    "key_id       {}\napi_secret   {}",
-                    key.key_id, key.api_secret
-                );
+                println!("key_id       {}\napi_secret   {}", key.key_id, key.api_secret);
                 for revoked in &key.revoked_key_ids {
                     println!("revoked      {revoked} (at most two keys stay active)");
                 }
             }
         }
-        MerchantCommand::RevokeKey {
-            merchant_id,
-            key_id,
-        } => {
+        MerchantCommand::RevokeKey { merchant_id, key_id } => {
             if !store.revoke_key(&merchant_id, &key_id, now()).await? {
                 bail!("merchant {merchant_id} has no active key {key_id}");
             }
@@ -358,41 +319,21 @@ async fn verify(config: &GatewayConfig, json: bool) -> Result<ExitCode> {
             })
         );
     } else {
-        println!(
-            "ledger: {} accounts, {} entries, {} postings",
-            report.accounts, report.entries, report.postings
-        );
+        println!("ledger: {} accounts, {} entries, {} postings", report.accounts, report.entries, report.postings);
         for v in &report.violations {
             println!("VIOLATION {v}");
         }
-        println!(
-            "{}",
-            if report.is_ok() {
-                "OK: every invariant holds"
-            } else {
-                "FAILED"
-            }
-        );
+        println!("{}", if report.is_ok() { "OK: every invariant holds" } else { "FAILED" });
     }
-    Ok(if report.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn database_passwords_are_not_printed() {
-        assert_eq!(
-            super::redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            super::redact_url("sqlite://data/x.db"),
-            "sqlite://data/x.db"
-        );
+        assert_eq!(super::redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
     }
 }

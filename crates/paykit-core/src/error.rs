@@ -98,9 +98,6 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
-        assert_eq!(
-            ErrorCode::InsufficientBalance.as_str(),
-            "INSUFFICIENT_BALANCE"
-        );
+        assert_eq!(ErrorCode::InsufficientBalance.as_str(), "INSUFFICIENT_BALANCE");
     }
 }

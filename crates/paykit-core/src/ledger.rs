@@ -72,9 +72,7 @@ impl AccountKind {
     /// payments to one merchant do not queue on one row lock.
     pub fn balance_shards(self) -> u16 {
         match self {
-            AccountKind::MerchantSettlement
-            | AccountKind::BillerSettlement
-            | AccountKind::External => 16,
+            AccountKind::MerchantSettlement | AccountKind::BillerSettlement | AccountKind::External => 16,
             _ => 1,
         }
     }
@@ -89,10 +87,7 @@ impl fmt::Display for AccountKind {
 impl FromStr for AccountKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AccountKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown account kind {s:?}"))
+        AccountKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown account kind {s:?}"))
     }
 }
 
@@ -156,11 +151,7 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
-    pub fn new(
-        kind: EntryKind,
-        reference: impl Into<String>,
-        postings: Vec<Posting>,
-    ) -> Result<Self, EntryError> {
+    pub fn new(kind: EntryKind, reference: impl Into<String>, postings: Vec<Posting>) -> Result<Self, EntryError> {
         if postings.len() < 2 {
             return Err(EntryError::TooFewPostings);
         }
@@ -169,21 +160,13 @@ impl JournalEntry {
             if p.amount.is_zero() {
                 return Err(EntryError::ZeroPosting);
             }
-            let sum = sums
-                .entry(p.amount.currency())
-                .or_insert_with(|| Money::zero(p.amount.currency()));
-            *sum = sum
-                .checked_add(p.amount)
-                .map_err(|_| EntryError::Overflow)?;
+            let sum = sums.entry(p.amount.currency()).or_insert_with(|| Money::zero(p.amount.currency()));
+            *sum = sum.checked_add(p.amount).map_err(|_| EntryError::Overflow)?;
         }
         if let Some((&currency, &sum)) = sums.iter().find(|(_, s)| !s.is_zero()) {
             return Err(EntryError::Unbalanced { currency, sum });
         }
-        Ok(JournalEntry {
-            kind,
-            reference: reference.into(),
-            postings,
-        })
+        Ok(JournalEntry { kind, reference: reference.into(), postings })
     }
 
     /// The common case: `amount` moves from one account to another.
@@ -198,14 +181,8 @@ impl JournalEntry {
             kind,
             reference,
             vec![
-                Posting {
-                    account_id: from_account.to_owned(),
-                    amount: amount.negated(),
-                },
-                Posting {
-                    account_id: to_account.to_owned(),
-                    amount,
-                },
+                Posting { account_id: from_account.to_owned(), amount: amount.negated() },
+                Posting { account_id: to_account.to_owned(), amount },
             ],
         )
     }
@@ -239,33 +216,15 @@ mod tests {
             EntryKind::Payment,
             "o1",
             vec![
-                Posting {
-                    account_id: "a".into(),
-                    amount: cny("12.30").negated(),
-                },
-                Posting {
-                    account_id: "b".into(),
-                    amount: cny("12.29"),
-                },
+                Posting { account_id: "a".into(), amount: cny("12.30").negated() },
+                Posting { account_id: "b".into(), amount: cny("12.29") },
             ],
         );
         assert!(matches!(unbalanced, Err(EntryError::Unbalanced { .. })));
-        let one = JournalEntry::new(
-            EntryKind::Payment,
-            "o1",
-            vec![Posting {
-                account_id: "a".into(),
-                amount: cny("1"),
-            }],
-        );
+        let one =
+            JournalEntry::new(EntryKind::Payment, "o1", vec![Posting { account_id: "a".into(), amount: cny("1") }]);
         assert_eq!(one, Err(EntryError::TooFewPostings));
-        let zero = JournalEntry::transfer(
-            EntryKind::Payment,
-            "o1",
-            "a",
-            "b",
-            Money::zero(Currency::Cny),
-        );
+        let zero = JournalEntry::transfer(EntryKind::Payment, "o1", "a", "b", Money::zero(Currency::Cny));
         assert_eq!(zero, Err(EntryError::ZeroPosting));
     }
 
@@ -276,14 +235,8 @@ mod tests {
             EntryKind::Adjustment,
             "x",
             vec![
-                Posting {
-                    account_id: "a".into(),
-                    amount: cny("1.00").negated(),
-                },
-                Posting {
-                    account_id: "b".into(),
-                    amount: usd,
-                },
+                Posting { account_id: "a".into(), amount: cny("1.00").negated() },
+                Posting { account_id: "b".into(), amount: usd },
             ],
         );
         assert!(matches!(mixed, Err(EntryError::Unbalanced { .. })));

@@ -49,10 +49,7 @@ impl fmt::Display for Currency {
 impl FromStr for Currency {
     type Err = MoneyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Currency::ALL
-            .into_iter()
-            .find(|c| c.code() == s)
-            .ok_or_else(|| MoneyError::UnknownCurrency(s.to_owned()))
+        Currency::ALL.into_iter().find(|c| c.code() == s).ok_or_else(|| MoneyError::UnknownCurrency(s.to_owned()))
     }
 }
 
@@ -127,10 +124,7 @@ impl Money {
                 return Err(MoneyError::Malformed);
             }
             if f.len() as u32 > currency.minor_digits() {
-                return Err(MoneyError::TooPrecise {
-                    currency,
-                    digits: currency.minor_digits(),
-                });
+                return Err(MoneyError::TooPrecise { currency, digits: currency.minor_digits() });
             }
         }
         if negative {
@@ -140,9 +134,7 @@ impl Money {
         // without overflow (Decimal holds 28 digits; our bound is far smaller).
         let max_int_digits = 15 - currency.minor_digits() as usize;
         if int_part.len() > max_int_digits + 1 {
-            return Err(MoneyError::TooLarge {
-                limit: Money::max(currency).to_string(),
-            });
+            return Err(MoneyError::TooLarge { limit: Money::max(currency).to_string() });
         }
         let mut minor: i64 = 0;
         for b in int_part.bytes() {
@@ -169,28 +161,17 @@ impl Money {
     /// because postings are signed; wire parsing never produces them.
     pub fn from_minor(minor: i64, currency: Currency) -> Result<Money, MoneyError> {
         if minor.unsigned_abs() > MAX_MINOR_UNITS as u64 {
-            return Err(MoneyError::TooLarge {
-                limit: Money::max(currency).to_string(),
-            });
+            return Err(MoneyError::TooLarge { limit: Money::max(currency).to_string() });
         }
-        Ok(Money {
-            amount: Decimal::new(minor, currency.minor_digits()),
-            currency,
-        })
+        Ok(Money { amount: Decimal::new(minor, currency.minor_digits()), currency })
     }
 
     pub fn zero(currency: Currency) -> Money {
-        Money {
-            amount: Decimal::new(0, currency.minor_digits()),
-            currency,
-        }
+        Money { amount: Decimal::new(0, currency.minor_digits()), currency }
     }
 
     fn max(currency: Currency) -> Money {
-        Money {
-            amount: Decimal::new(MAX_MINOR_UNITS, currency.minor_digits()),
-            currency,
-        }
+        Money { amount: Decimal::new(MAX_MINOR_UNITS, currency.minor_digits()), currency }
     }
 
     /// Integer minor units: the form kept in the database.
@@ -221,10 +202,7 @@ impl Money {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        let sum = self
-            .minor_units()
-            .checked_add(other.minor_units())
-            .ok_or(MoneyError::Overflow)?;
+        let sum = self.minor_units().checked_add(other.minor_units()).ok_or(MoneyError::Overflow)?;
         Money::from_minor(sum, self.currency)
     }
 
@@ -233,10 +211,7 @@ impl Money {
     }
 
     pub fn negated(self) -> Money {
-        Money {
-            amount: -self.amount,
-            currency: self.currency,
-        }
+        Money { amount: -self.amount, currency: self.currency }
     }
 }
 
@@ -268,60 +243,32 @@ mod tests {
 
     #[test]
     fn refuses_each_bad_shape_with_its_own_error() {
-        let too_precise = MoneyError::TooPrecise {
-            currency: Currency::Cny,
-            digits: 2,
-        };
+        let too_precise = MoneyError::TooPrecise { currency: Currency::Cny, digits: 2 };
         check("1.001", Err(too_precise));
         check("-1", Err(MoneyError::Negative));
         check("0", Err(MoneyError::Zero));
         check("0.00", Err(MoneyError::Zero));
-        for bad in [
-            "1e3", "NaN", " 1.00", "1.00 ", "+1", "", ".5", "5.", "01.00", "1,00", "１", "0x10",
-            "1..0", "--1", "inf",
-        ] {
+        for bad in
+            ["1e3", "NaN", " 1.00", "1.00 ", "+1", "", ".5", "5.", "01.00", "1,00", "１", "0x10", "1..0", "--1", "inf"]
+        {
             check(bad, Err(MoneyError::Malformed));
         }
         let too_large = Money::parse_positive("99999999999999999999", Currency::Cny).unwrap_err();
-        assert!(
-            matches!(too_large, MoneyError::TooLarge { .. }),
-            "{too_large:?}"
-        );
+        assert!(matches!(too_large, MoneyError::TooLarge { .. }), "{too_large:?}");
         let too_large = Money::parse_positive("10000000000000.01", Currency::Cny).unwrap_err();
-        assert!(
-            matches!(too_large, MoneyError::TooLarge { .. }),
-            "{too_large:?}"
-        );
+        assert!(matches!(too_large, MoneyError::TooLarge { .. }), "{too_large:?}");
     }
 
     #[test]
     fn minor_digits_follow_the_currency() {
-        assert_eq!(
-            Money::parse("500", Currency::Jpy).unwrap().to_string(),
-            "500"
-        );
-        assert!(matches!(
-            Money::parse("500.5", Currency::Jpy),
-            Err(MoneyError::TooPrecise { .. })
-        ));
-        assert_eq!(
-            Money::parse("1.5", Currency::Usd).unwrap().minor_units(),
-            150
-        );
+        assert_eq!(Money::parse("500", Currency::Jpy).unwrap().to_string(), "500");
+        assert!(matches!(Money::parse("500.5", Currency::Jpy), Err(MoneyError::TooPrecise { .. })));
+        assert_eq!(Money::parse("1.5", Currency::Usd).unwrap().minor_units(), 150);
     }
 
     #[test]
     fn minor_units_round_trip() {
-        for minor in [
-            0_i64,
-            1,
-            99,
-            100,
-            1230,
-            -1230,
-            MAX_MINOR_UNITS,
-            -MAX_MINOR_UNITS,
-        ] {
+        for minor in [0_i64, 1, 99, 100, 1230, -1230, MAX_MINOR_UNITS, -MAX_MINOR_UNITS] {
             let m = Money::from_minor(minor, Currency::Cny).unwrap();
             assert_eq!(m.minor_units(), minor);
             if minor >= 0 {
@@ -338,9 +285,6 @@ mod tests {
         assert_eq!(a.checked_add(b).unwrap().to_string(), "0.30");
         assert_eq!(a.checked_sub(b).unwrap().to_string(), "-0.10");
         let usd = Money::parse("1", Currency::Usd).unwrap();
-        assert!(matches!(
-            a.checked_add(usd),
-            Err(MoneyError::CurrencyMismatch(..))
-        ));
+        assert!(matches!(a.checked_add(usd), Err(MoneyError::CurrencyMismatch(..))));
     }
 }

@@ -77,13 +77,9 @@ impl AuthHeader {
             .strip_prefix(AUTH_SCHEME)
             .and_then(|r| r.strip_prefix(' '))
             .ok_or(AuthError::Malformed("scheme must be PAYKIT-HMAC-SHA256"))?;
-        let (mut party, mut key_id, mut timestamp, mut nonce, mut signature) =
-            (None, None, None, None, None);
+        let (mut party, mut key_id, mut timestamp, mut nonce, mut signature) = (None, None, None, None, None);
         for field in rest.split(',') {
-            let (name, quoted) = field
-                .trim()
-                .split_once('=')
-                .ok_or(AuthError::Malformed("field without '='"))?;
+            let (name, quoted) = field.trim().split_once('=').ok_or(AuthError::Malformed("field without '='"))?;
             let value = quoted
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
@@ -91,11 +87,7 @@ impl AuthHeader {
                 .ok_or(AuthError::Malformed("field value must be in double quotes"))?;
             let slot = match name {
                 "merchant_id" | "biller_id" => {
-                    let kind = if name == "merchant_id" {
-                        PartyKind::Merchant
-                    } else {
-                        PartyKind::Biller
-                    };
+                    let kind = if name == "merchant_id" { PartyKind::Merchant } else { PartyKind::Biller };
                     if party.is_some() {
                         return Err(AuthError::Malformed("party id given twice"));
                     }
@@ -112,8 +104,7 @@ impl AuthHeader {
                 return Err(AuthError::Malformed("field given twice"));
             }
         }
-        let (party_kind, party_id) =
-            party.ok_or(AuthError::Malformed("merchant_id or biller_id missing"))?;
+        let (party_kind, party_id) = party.ok_or(AuthError::Malformed("merchant_id or biller_id missing"))?;
         let key_id = key_id.ok_or(AuthError::Malformed("key_id missing"))?;
         let timestamp = timestamp.ok_or(AuthError::Malformed("timestamp missing"))?;
         let nonce = nonce.ok_or(AuthError::Malformed("nonce missing"))?;
@@ -121,28 +112,14 @@ impl AuthHeader {
         if party_id.is_empty() || key_id.is_empty() {
             return Err(AuthError::Malformed("empty id"));
         }
-        if timestamp.is_empty()
-            || timestamp.len() > 12
-            || !timestamp.bytes().all(|b| b.is_ascii_digit())
-        {
+        if timestamp.is_empty() || timestamp.len() > 12 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
             return Err(AuthError::Malformed("timestamp must be Unix seconds"));
         }
-        let timestamp: i64 = timestamp
-            .parse()
-            .map_err(|_| AuthError::Malformed("timestamp must be Unix seconds"))?;
+        let timestamp: i64 = timestamp.parse().map_err(|_| AuthError::Malformed("timestamp must be Unix seconds"))?;
         if !(16..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(AuthError::Malformed(
-                "nonce must be 16-64 characters of [A-Za-z0-9]",
-            ));
+            return Err(AuthError::Malformed("nonce must be 16-64 characters of [A-Za-z0-9]"));
         }
-        Ok(AuthHeader {
-            party_kind,
-            party_id,
-            key_id,
-            timestamp,
-            nonce,
-            signature,
-        })
+        Ok(AuthHeader { party_kind, party_id, key_id, timestamp, nonce, signature })
     }
 
     /// Renders the header a client sends.
@@ -159,15 +136,8 @@ impl AuthHeader {
 }
 
 /// The exact bytes that are signed for a request.
-pub fn canonical_request(
-    method: &str,
-    path_and_query: &str,
-    timestamp: i64,
-    nonce: &str,
-    body: &[u8],
-) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(method.len() + path_and_query.len() + nonce.len() + body.len() + 32);
+pub fn canonical_request(method: &str, path_and_query: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(method.len() + path_and_query.len() + nonce.len() + body.len() + 32);
     out.extend_from_slice(method.as_bytes());
     out.push(b'\n');
     out.extend_from_slice(path_and_query.as_bytes());
@@ -228,18 +198,8 @@ pub fn verify_request(
     if skew_secs.abs() > TIMESTAMP_TOLERANCE_SECS {
         return Err(AuthError::TimestampSkew { skew_secs });
     }
-    let canonical = canonical_request(
-        method,
-        path_and_query,
-        header.timestamp,
-        &header.nonce,
-        body,
-    );
-    if verify(secret, &canonical, &header.signature) {
-        Ok(())
-    } else {
-        Err(AuthError::BadSignature)
-    }
+    let canonical = canonical_request(method, path_and_query, header.timestamp, &header.nonce, body);
+    if verify(secret, &canonical, &header.signature) { Ok(()) } else { Err(AuthError::BadSignature) }
 }
 
 #[cfg(test)]
@@ -250,21 +210,12 @@ mod tests {
     #[test]
     fn readme_worked_example() {
         let secret = b"PAYKITEXAMPLESECRET0123456789abc";
-        let canonical = canonical_request(
-            "GET",
-            "/v1/merchant",
-            1_767_225_600,
-            "a1b2c3d4e5f6g7h8",
-            b"",
-        );
-        assert_eq!(
-            canonical,
-            b"GET\n/v1/merchant\n1767225600\na1b2c3d4e5f6g7h8\n\n"
-        );
-        assert_eq!(
-            sign(secret, &canonical),
-            "ZuluOLM/0APtd2K3drrYDL/j1+5/JvGefTwsgVW1F4o="
-        );
+        let canonical = canonical_request("GET", "/v1/merchant", 1_767_225_600, "a1b2c3d4e5f6g7h8", b"");
+        assert_eq!(canonical, b"GET\n/v1/merchant\n1767225600\na1b2c3d4e5f6g7h8\n\n");
+        assert_eq!(sign(secret, &canonical), "ZuluOLM/0APtd2K3drrYDL/j1+5/JvGefTwsgVW1F4o=");
+        let body = br#"{"out_trade_no":"T1001","amount":"12.30","description":"Jasmine tea"}"#;
+        let canonical = canonical_request("POST", "/v1/orders", 1_767_225_600, "a1b2c3d4e5f6g7h8", body);
+        assert_eq!(sign(secret, &canonical), "u7i7LG/5dy5oEisk2S7WnJFeXUpY5jhfXpbY9Oh+5qU=");
     }
 
     #[test]
@@ -282,7 +233,8 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_refused() {
-        let good = r#"PAYKIT-HMAC-SHA256 merchant_id="m",key_id="k",timestamp="1",nonce="abcdefghijklmnop",signature="s""#;
+        let good =
+            r#"PAYKIT-HMAC-SHA256 merchant_id="m",key_id="k",timestamp="1",nonce="abcdefghijklmnop",signature="s""#;
         assert!(AuthHeader::parse(good).is_ok());
         for bad in [
             "",
@@ -296,10 +248,7 @@ mod tests {
             r#"PAYKIT-HMAC-SHA256 merchant_id="m",key_id="k",timestamp="1",nonce="abcdefgh-jklmnop",signature="s""#,
             r#"PAYKIT-HMAC-SHA256 merchant_id="m",key_id="k",timestamp="1",nonce="abcdefghijklmnop",signature="s",extra="1""#,
         ] {
-            assert!(
-                matches!(AuthHeader::parse(bad), Err(AuthError::Malformed(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(AuthHeader::parse(bad), Err(AuthError::Malformed(_))), "{bad:?}");
         }
     }
 
@@ -307,10 +256,7 @@ mod tests {
     fn every_part_of_the_request_is_covered() {
         let secret = b"secret";
         let now = 1_700_000_000;
-        let sig = sign(
-            secret,
-            &canonical_request("POST", "/v1/orders?x=1", now, "abcdefghijklmnop", b"{}"),
-        );
+        let sig = sign(secret, &canonical_request("POST", "/v1/orders?x=1", now, "abcdefghijklmnop", b"{}"));
         let header = |ts: i64, nonce: &str| AuthHeader {
             party_kind: PartyKind::Merchant,
             party_id: "m".into(),
@@ -320,26 +266,11 @@ mod tests {
             signature: sig.clone(),
         };
         let ok = header(now, "abcdefghijklmnop");
-        assert_eq!(
-            verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now),
-            Ok(())
-        );
-        assert_eq!(
-            verify_request(&ok, secret, "PUT", "/v1/orders?x=1", b"{}", now),
-            Err(AuthError::BadSignature)
-        );
-        assert_eq!(
-            verify_request(&ok, secret, "POST", "/v1/orders?x=2", b"{}", now),
-            Err(AuthError::BadSignature)
-        );
-        assert_eq!(
-            verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{ }", now),
-            Err(AuthError::BadSignature)
-        );
-        assert_eq!(
-            verify_request(&ok, b"secreT", "POST", "/v1/orders?x=1", b"{}", now),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now), Ok(()));
+        assert_eq!(verify_request(&ok, secret, "PUT", "/v1/orders?x=1", b"{}", now), Err(AuthError::BadSignature));
+        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=2", b"{}", now), Err(AuthError::BadSignature));
+        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{ }", now), Err(AuthError::BadSignature));
+        assert_eq!(verify_request(&ok, b"secreT", "POST", "/v1/orders?x=1", b"{}", now), Err(AuthError::BadSignature));
         let other_nonce = header(now, "abcdefghijklmnoq");
         assert_eq!(
             verify_request(&other_nonce, secret, "POST", "/v1/orders?x=1", b"{}", now),
@@ -354,9 +285,6 @@ mod tests {
             verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now + 301),
             Err(AuthError::TimestampSkew { skew_secs: -301 })
         );
-        assert_eq!(
-            verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now - 300),
-            Ok(())
-        );
+        assert_eq!(verify_request(&ok, secret, "POST", "/v1/orders?x=1", b"{}", now - 300), Ok(()));
     }
 }

@@ -43,10 +43,8 @@ impl Timestamp {
     /// RFC 3339 in UTC (`Z`), to the second unless there are sub-second parts.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000;
-        let t =
-            OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        t.format(&Rfc3339)
-            .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+        let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        t.format(&Rfc3339).unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
     }
 }
 

@@ -83,43 +83,13 @@ pub struct Route {
 
 pub fn route_table() -> Vec<Route> {
     use axum::routing::get;
-    let route = |method: Method, path, access, handler| Route {
-        method,
-        path,
-        access,
-        handler,
-    };
+    let route = |method: Method, path, access, handler| Route { method, path, access, handler };
     vec![
-        route(
-            Method::GET,
-            "/healthz",
-            Access::Public,
-            get(routes::health::healthz),
-        ),
-        route(
-            Method::GET,
-            "/readyz",
-            Access::Public,
-            get(routes::health::readyz),
-        ),
-        route(
-            Method::GET,
-            "/metrics",
-            Access::Public,
-            get(routes::health::metrics),
-        ),
-        route(
-            Method::GET,
-            "/openapi.json",
-            Access::Public,
-            get(routes::health::openapi),
-        ),
-        route(
-            Method::GET,
-            "/v1/merchant",
-            Access::Signed,
-            get(routes::merchant::profile),
-        ),
+        route(Method::GET, "/healthz", Access::Public, get(routes::health::healthz)),
+        route(Method::GET, "/readyz", Access::Public, get(routes::health::readyz)),
+        route(Method::GET, "/metrics", Access::Public, get(routes::health::metrics)),
+        route(Method::GET, "/openapi.json", Access::Public, get(routes::health::openapi)),
+        route(Method::GET, "/v1/merchant", Access::Signed, get(routes::merchant::profile)),
     ]
 }
 
@@ -132,29 +102,21 @@ pub fn router(state: AppState) -> Router {
             Access::Signed => signed = signed.route(r.path, r.handler),
         }
     }
-    let signed = signed.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_signature,
-    ));
+    let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_signature));
     let mode = HeaderValue::from_static(state.config().mode.as_str());
     public
         .merge(signed)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such path") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                "this path does not take that method",
-            )
+            ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method")
         })
-        .layer(middleware::map_response(
-            move |mut res: axum::response::Response| {
-                let mode = mode.clone();
-                async move {
-                    res.headers_mut().insert("paykit-mode", mode);
-                    res
-                }
-            },
-        ))
+        .layer(middleware::map_response(move |mut res: axum::response::Response| {
+            let mode = mode.clone();
+            async move {
+                res.headers_mut().insert("paykit-mode", mode);
+                res
+            }
+        }))
         .layer(middleware::from_fn(observe::observe))
         .with_state(state)
 }

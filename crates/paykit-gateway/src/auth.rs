@@ -31,30 +31,19 @@ fn auth_error(e: AuthError) -> ApiError {
     ApiError::new(ErrorCode::from(&e), e.to_string())
 }
 
-pub async fn require_signature(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
     let header = match parts.headers.get(AUTHORIZATION) {
         None => return Err(auth_error(AuthError::Missing)),
-        Some(v) => v
-            .to_str()
-            .map_err(|_| auth_error(AuthError::Malformed("not ASCII")))?,
+        Some(v) => v.to_str().map_err(|_| auth_error(AuthError::Malformed("not ASCII")))?,
     };
     let auth = AuthHeader::parse(header).map_err(auth_error)?;
-    let body = axum::body::to_bytes(body, state.config().max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "the body is larger than {} bytes",
-                    state.config().max_body_bytes
-                ),
-            )
-        })?;
+    let body = axum::body::to_bytes(body, state.config().max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {} bytes", state.config().max_body_bytes),
+        )
+    })?;
 
     let party_kind = match auth.party_kind {
         PartyKind::Merchant => "merchant",
@@ -67,34 +56,17 @@ pub async fn require_signature(
         .await?
         .ok_or_else(|| auth_error(AuthError::UnknownKey))?;
 
-    let uri = parts
-        .extensions
-        .get::<OriginalUri>()
-        .map_or(&parts.uri, |o| &o.0);
+    let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let now = state.clock().now();
-    verify_request(
-        &auth,
-        key.secret.as_bytes(),
-        parts.method.as_str(),
-        path_and_query,
-        &body,
-        now.unix_secs(),
-    )
-    .map_err(auth_error)?;
+    verify_request(&auth, key.secret.as_bytes(), parts.method.as_str(), path_and_query, &body, now.unix_secs())
+        .map_err(auth_error)?;
     // Only a correctly signed request spends its nonce, so nobody can burn another
     // party's nonces.
-    if !state
-        .store()
-        .record_nonce(&auth.party_id, &auth.nonce, now)
-        .await?
-    {
+    if !state.store().record_nonce(&auth.party_id, &auth.nonce, now).await? {
         return Err(auth_error(AuthError::NonceReplayed));
     }
 
-    parts.extensions.insert(Caller::Merchant {
-        merchant_id: auth.party_id,
-        key_id: auth.key_id,
-    });
+    parts.extensions.insert(Caller::Merchant { merchant_id: auth.party_id, key_id: auth.key_id });
     Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }

@@ -24,8 +24,7 @@ impl SystemClock {
     /// caller checks the mode).
     pub fn advance(&self, secs: i64) {
         assert!(secs >= 0, "a clock only moves forward");
-        self.offset_us
-            .fetch_add(secs.saturating_mul(1_000_000), Ordering::SeqCst);
+        self.offset_us.fetch_add(secs.saturating_mul(1_000_000), Ordering::SeqCst);
     }
 }
 

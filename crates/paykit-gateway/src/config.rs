@@ -74,15 +74,9 @@ impl Default for GatewayConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config file {path}: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
+    Parse { path: String, source: toml::de::Error },
     #[error("single_payment_limit: {0}")]
     Limit(paykit_core::MoneyError),
     #[error("tls_cert and tls_key must be given together")]
@@ -91,14 +85,9 @@ pub enum ConfigError {
 
 impl GatewayConfig {
     pub fn from_toml_file(path: &std::path::Path) -> Result<GatewayConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.display().to_string(),
-            source,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
     }
 
     /// Checks what serde cannot: cross-field rules and parsable amounts.
@@ -116,11 +105,7 @@ impl GatewayConfig {
 
     pub fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| {
-            let scheme = if self.tls_cert.is_some() {
-                "https"
-            } else {
-                "http"
-            };
+            let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
             format!("{scheme}://{}", self.listen)
         })
     }

@@ -16,10 +16,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-        }
+        ApiError { code, message: message.into() }
     }
 
     pub fn not_found(what: &str) -> ApiError {
@@ -30,23 +27,16 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::InsufficientFunds { .. } => ApiError::new(
-                ErrorCode::InsufficientBalance,
-                "the balance does not cover the amount",
-            ),
+            StoreError::InsufficientFunds { .. } => {
+                ApiError::new(ErrorCode::InsufficientBalance, "the balance does not cover the amount")
+            }
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable");
-                ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "the database is unavailable; retry the same request",
-                )
+                ApiError::new(ErrorCode::ServiceUnavailable, "the database is unavailable; retry the same request")
             }
             e => {
                 tracing::error!(error = %e, "storage fault");
-                ApiError::new(
-                    ErrorCode::InternalError,
-                    "internal error; retrying the same request is safe",
-                )
+                ApiError::new(ErrorCode::InternalError, "internal error; retrying the same request is safe")
             }
         }
     }
@@ -60,8 +50,7 @@ impl From<&paykit_core::MoneyError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({
             "code": self.code.as_str(),
             "message": self.message,

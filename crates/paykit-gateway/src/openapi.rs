@@ -23,36 +23,32 @@ mod tests {
                 }
             }
         }
-        let routed: BTreeSet<_> = route_table()
-            .iter()
-            .map(|r| (r.method.to_string(), r.path.to_owned()))
-            .collect();
+        let routed: BTreeSet<_> = route_table().iter().map(|r| (r.method.to_string(), r.path.to_owned())).collect();
         let undocumented: Vec<_> = routed.difference(&documented).collect();
         let unrouted: Vec<_> = documented.difference(&routed).collect();
-        assert!(
-            undocumented.is_empty(),
-            "routed but not in openapi.json: {undocumented:?}"
-        );
-        assert!(
-            unrouted.is_empty(),
-            "in openapi.json but not routed: {unrouted:?}"
-        );
+        assert!(undocumented.is_empty(), "routed but not in openapi.json: {undocumented:?}");
+        assert!(unrouted.is_empty(), "in openapi.json but not routed: {unrouted:?}");
     }
 
     #[test]
     fn every_error_code_is_documented() {
         let doc: serde_json::Value = serde_json::from_str(DOCUMENT).unwrap();
-        let listed: BTreeSet<&str> =
-            doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
-                .as_array()
-                .expect("Error.code enum")
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-        let codes: BTreeSet<&str> = paykit_core::ErrorCode::ALL
+        let listed: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+            .as_array()
+            .expect("Error.code enum")
             .iter()
-            .map(|c| c.as_str())
+            .map(|v| v.as_str().unwrap())
             .collect();
+        let codes: BTreeSet<&str> = paykit_core::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(listed, codes);
+    }
+
+    #[test]
+    fn the_readme_lists_every_error_code_with_its_status() {
+        let readme = include_str!("../../../README.md");
+        for code in paykit_core::ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
+            assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+        }
     }
 }

@@ -27,34 +27,21 @@ pub struct BoundServer {
 }
 
 impl BoundServer {
-    pub async fn bind(
-        addr: SocketAddr,
-        tls: Option<TlsFiles>,
-        state: AppState,
-    ) -> anyhow::Result<BoundServer> {
+    pub async fn bind(addr: SocketAddr, tls: Option<TlsFiles>, state: AppState) -> anyhow::Result<BoundServer> {
         install_crypto_provider();
-        let listener =
-            TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         listener.set_nonblocking(true)?;
         let tls = match tls {
-            Some(files) => Some(
-                RustlsConfig::from_pem_file(&files.cert, &files.key)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot load TLS certificate {} / key {}: {e}",
-                            files.cert.display(),
-                            files.key.display()
-                        )
-                    })?,
-            ),
+            Some(files) => Some(RustlsConfig::from_pem_file(&files.cert, &files.key).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot load TLS certificate {} / key {}: {e}",
+                    files.cert.display(),
+                    files.key.display()
+                )
+            })?),
             None => None,
         };
-        Ok(BoundServer {
-            listener,
-            tls,
-            state,
-        })
+        Ok(BoundServer { listener, tls, state })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -77,18 +64,8 @@ impl BoundServer {
         });
         let app = router(self.state).into_make_service();
         match self.tls {
-            Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)?
-                    .handle(handle)
-                    .serve(app)
-                    .await?
-            }
-            None => {
-                axum_server::from_tcp(self.listener)?
-                    .handle(handle)
-                    .serve(app)
-                    .await?
-            }
+            Some(tls) => axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle).serve(app).await?,
+            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(app).await?,
         }
         Ok(())
     }

@@ -8,10 +8,7 @@ const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 pub fn random_base32(len: usize) -> String {
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).expect("the operating system's random generator is available");
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(b & 31)] as char)
-        .collect()
+    bytes.iter().map(|b| ALPHABET[usize::from(b & 31)] as char).collect()
 }
 
 /// An object id such as `mch_2v4k…`: 20 characters, 100 random bits.

@@ -77,17 +77,17 @@ impl Tx {
             return self
                 .find_account(owner, kind, currency)
                 .await?
-                .ok_or_else(|| {
-                    StoreError::Corrupt("account vanished after a conflicting insert".into())
-                });
+                .ok_or_else(|| StoreError::Corrupt("account vanished after a conflicting insert".into()));
         }
         for shard in 0..meta.shard_count {
-            sqlx::query("INSERT INTO account_balances (account_id, shard, balance_minor, floored) VALUES ($1, $2, 0, $3)")
-                .bind(&meta.id)
-                .bind(i64::from(shard))
-                .bind(i64::from(meta.floored))
-                .execute(self.conn())
-                .await?;
+            sqlx::query(
+                "INSERT INTO account_balances (account_id, shard, balance_minor, floored) VALUES ($1, $2, 0, $3)",
+            )
+            .bind(&meta.id)
+            .bind(i64::from(shard))
+            .bind(i64::from(meta.floored))
+            .execute(self.conn())
+            .await?;
         }
         Ok(meta)
     }
@@ -112,13 +112,7 @@ impl Tx {
     }
 
     async fn account_meta(&mut self, account_id: &str) -> Result<AccountMeta> {
-        if let Some(meta) = self
-            .store
-            .accounts
-            .read()
-            .expect("account cache lock")
-            .get(account_id)
-        {
+        if let Some(meta) = self.store.accounts.read().expect("account cache lock").get(account_id) {
             return Ok(meta.clone());
         }
         let row = sqlx::query(
@@ -129,11 +123,7 @@ impl Tx {
         .await?
         .ok_or_else(|| StoreError::UnknownAccount(account_id.to_owned()))?;
         let meta = account_from_row(&row)?;
-        self.store
-            .accounts
-            .write()
-            .expect("account cache lock")
-            .insert(meta.id.clone(), meta.clone());
+        self.store.accounts.write().expect("account cache lock").insert(meta.id.clone(), meta.clone());
         Ok(meta)
     }
 
@@ -151,11 +141,7 @@ impl Tx {
                     account: meta.currency.to_string(),
                 });
             }
-            let shard = if meta.shard_count > 1 {
-                pick_shard(meta.shard_count)
-            } else {
-                0
-            };
+            let shard = if meta.shard_count > 1 { pick_shard(meta.shard_count) } else { 0 };
             moves.push((meta, shard, posting.amount));
         }
         // A fixed lock order (account, shard) means two entries touching the same rows can
@@ -186,9 +172,7 @@ impl Tx {
             .await?
             .rows_affected();
             if updated != 1 {
-                return Err(StoreError::InsufficientFunds {
-                    account_id: meta.id.clone(),
-                });
+                return Err(StoreError::InsufficientFunds { account_id: meta.id.clone() });
             }
             sqlx::query(
                 "INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES ($1, $2, $3, $4, $5)",
@@ -217,20 +201,16 @@ impl Store {
         .await?
         .ok_or_else(|| StoreError::UnknownAccount(account_id.to_owned()))?;
         let currency: String = row.try_get(0)?;
-        let currency = currency
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        let currency = currency.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
         Money::from_minor(row.try_get(1)?, currency).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// Number of postings on an account (for tests and reports).
     pub async fn posting_count(&self, account_id: &str) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM postings WHERE account_id = $1")
-                .bind(account_id)
-                .fetch_one(self.reader())
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM postings WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(self.reader())
+            .await?)
     }
 }
 
@@ -251,8 +231,7 @@ fn account_from_row(row: &sqlx::any::AnyRow) -> Result<AccountMeta> {
         owner_id: row.try_get("owner_id")?,
         kind: kind.parse().map_err(corrupt)?,
         currency: currency.parse().map_err(|e| corrupt(format!("{e}")))?,
-        shard_count: u16::try_from(shard_count)
-            .map_err(|_| corrupt(format!("shard_count {shard_count}")))?,
+        shard_count: u16::try_from(shard_count).map_err(|_| corrupt(format!("shard_count {shard_count}")))?,
         floored: row.try_get::<i64, _>("floored")? != 0,
     })
 }

@@ -49,10 +49,7 @@ pub enum StoreError {
     #[error("database URL {0:?} is neither sqlite: nor postgres:")]
     UnsupportedUrl(String),
     #[error("cannot create the database folder {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -62,11 +59,7 @@ pub enum StoreError {
     #[error("unknown account {0}")]
     UnknownAccount(String),
     #[error("posting in {posting} to account {account_id} held in {account}")]
-    CurrencyMismatch {
-        account_id: String,
-        posting: String,
-        account: String,
-    },
+    CurrencyMismatch { account_id: String, posting: String, account: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -78,10 +71,7 @@ impl StoreError {
         match self {
             StoreError::Database(e) => matches!(
                 e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
             ),
             _ => false,
         }
@@ -100,10 +90,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(10),
-        }
+        StoreConfig { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -155,12 +142,7 @@ impl Store {
     }
 
     fn from_pools(engine: Engine, writer: AnyPool, reader: AnyPool) -> Store {
-        Store {
-            engine,
-            writer,
-            reader,
-            accounts: Arc::default(),
-        }
+        Store { engine, writer, reader, accounts: Arc::default() }
     }
 
     pub fn engine(&self) -> Engine {
@@ -189,11 +171,7 @@ impl Store {
             Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Engine::Postgres => self.writer.begin().await?,
         };
-        Ok(Tx {
-            inner,
-            store: self.clone(),
-            savepoints: 0,
-        })
+        Ok(Tx { inner, store: self.clone(), savepoints: 0 })
     }
 
     /// The pool for queries that only read.
@@ -237,24 +215,19 @@ impl Tx {
         self.execute_raw(&format!("SAVEPOINT {name}")).await?;
         match op(self).await {
             Ok(v) => {
-                self.execute_raw(&format!("RELEASE SAVEPOINT {name}"))
-                    .await?;
+                self.execute_raw(&format!("RELEASE SAVEPOINT {name}")).await?;
                 Ok(v)
             }
             Err(e) => {
-                self.execute_raw(&format!("ROLLBACK TO SAVEPOINT {name}"))
-                    .await?;
-                self.execute_raw(&format!("RELEASE SAVEPOINT {name}"))
-                    .await?;
+                self.execute_raw(&format!("ROLLBACK TO SAVEPOINT {name}")).await?;
+                self.execute_raw(&format!("RELEASE SAVEPOINT {name}")).await?;
                 Err(e)
             }
         }
     }
 
     async fn execute_raw(&mut self, sql: &str) -> Result<()> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut *self.inner)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut *self.inner).await?;
         Ok(())
     }
 
@@ -301,24 +274,15 @@ fn normalise_url(url: &str) -> Result<(Engine, String)> {
         None => (path, None),
     };
     if file != ":memory:" {
-        if let Some(dir) = Path::new(file)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
         }
     }
     let query = query.map_or_else(
         || "mode=rwc".to_owned(),
         |q| {
-            if q.contains("mode=") {
-                q.to_owned()
-            } else {
-                format!("{q}&mode=rwc")
-            }
+            if q.contains("mode=") { q.to_owned() } else { format!("{q}&mode=rwc") }
         },
     );
     Ok((Engine::Sqlite, format!("sqlite://{file}?{query}")))
@@ -326,16 +290,8 @@ fn normalise_url(url: &str) -> Result<(Engine, String)> {
 
 fn migrator(engine: Engine) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match engine {
-        Engine::Sqlite => &[(
-            1,
-            "foundation",
-            include_str!("../../../migrations/sqlite/0001_foundation.sql"),
-        )],
-        Engine::Postgres => &[(
-            1,
-            "foundation",
-            include_str!("../../../migrations/postgres/0001_foundation.sql"),
-        )],
+        Engine::Sqlite => &[(1, "foundation", include_str!("../../../migrations/sqlite/0001_foundation.sql"))],
+        Engine::Postgres => &[(1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql"))],
     };
     Migrator::with_migrations(
         files
@@ -359,10 +315,7 @@ mod tests {
 
     #[test]
     fn urls_normalise() {
-        assert_eq!(
-            normalise_url("postgres://u@h/db").unwrap().0,
-            Engine::Postgres
-        );
+        assert_eq!(normalise_url("postgres://u@h/db").unwrap().0, Engine::Postgres);
         let tmp = std::env::temp_dir().join("paykit-url-test/x.db");
         let (engine, url) = normalise_url(tmp.to_str().unwrap()).unwrap();
         assert_eq!(engine, Engine::Sqlite);

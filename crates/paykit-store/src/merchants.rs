@@ -60,10 +60,7 @@ pub struct IssuedKey {
 
 impl std::fmt::Debug for IssuedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedKey")
-            .field("key_id", &self.key_id)
-            .field("api_secret", &"<redacted>")
-            .finish()
+        f.debug_struct("IssuedKey").field("key_id", &self.key_id).field("api_secret", &"<redacted>").finish()
     }
 }
 
@@ -91,24 +88,18 @@ impl Store {
             .bind(now.unix_micros())
             .execute(tx.conn())
             .await?;
-        let owner = Owner {
-            owner_type: "merchant",
-            owner_id: &merchant.id,
-        };
-        tx.open_account(owner, AccountKind::MerchantSettlement, Currency::Cny, now)
-            .await?;
+        let owner = Owner { owner_type: "merchant", owner_id: &merchant.id };
+        tx.open_account(owner, AccountKind::MerchantSettlement, Currency::Cny, now).await?;
         let key = issue_key(&mut tx, "merchant", &merchant.id, now).await?;
         tx.commit().await?;
         Ok((merchant, key))
     }
 
     pub async fn merchant(&self, merchant_id: &str) -> Result<Option<Merchant>> {
-        let row = sqlx::query(
-            "SELECT id, name, notify_url, status, created_at_us FROM merchants WHERE id = $1",
-        )
-        .bind(merchant_id)
-        .fetch_optional(self.reader())
-        .await?;
+        let row = sqlx::query("SELECT id, name, notify_url, status, created_at_us FROM merchants WHERE id = $1")
+            .bind(merchant_id)
+            .fetch_optional(self.reader())
+            .await?;
         row.map(|r| {
             Ok(Merchant {
                 id: r.try_get(0)?,
@@ -123,11 +114,7 @@ impl Store {
 
     /// Adds a new active key; if that would make more than [`MAX_ACTIVE_KEYS`] active, the
     /// oldest active keys are revoked.
-    pub async fn rotate_merchant_key(
-        &self,
-        merchant_id: &str,
-        now: Timestamp,
-    ) -> Result<Option<IssuedKey>> {
+    pub async fn rotate_merchant_key(&self, merchant_id: &str, now: Timestamp) -> Result<Option<IssuedKey>> {
         if self.merchant(merchant_id).await?.is_none() {
             return Ok(None);
         }
@@ -154,10 +141,12 @@ impl Store {
     }
 
     pub async fn keys(&self, party_id: &str) -> Result<Vec<KeyInfo>> {
-        let rows = sqlx::query("SELECT key_id, status, created_at_us FROM api_keys WHERE party_id = $1 ORDER BY created_at_us, key_id")
-            .bind(party_id)
-            .fetch_all(self.reader())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT key_id, status, created_at_us FROM api_keys WHERE party_id = $1 ORDER BY created_at_us, key_id",
+        )
+        .bind(party_id)
+        .fetch_all(self.reader())
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(KeyInfo {
@@ -196,12 +185,7 @@ impl Store {
     }
 }
 
-async fn issue_key(
-    tx: &mut crate::Tx,
-    party_kind: &str,
-    party_id: &str,
-    now: Timestamp,
-) -> Result<IssuedKey> {
+async fn issue_key(tx: &mut crate::Tx, party_kind: &str, party_id: &str, now: Timestamp) -> Result<IssuedKey> {
     let active: Vec<String> = sqlx::query_scalar(
         "SELECT key_id FROM api_keys WHERE party_kind = $1 AND party_id = $2 AND status = 'ACTIVE' ORDER BY created_at_us, key_id",
     )
@@ -218,11 +202,7 @@ async fn issue_key(
             .execute(tx.conn())
             .await?;
     }
-    let key = IssuedKey {
-        key_id: ids::new_id("key"),
-        api_secret: ids::new_secret(),
-        revoked_key_ids,
-    };
+    let key = IssuedKey { key_id: ids::new_id("key"), api_secret: ids::new_secret(), revoked_key_ids };
     sqlx::query(
         "INSERT INTO api_keys (key_id, party_kind, party_id, secret, status, created_at_us) VALUES ($1, $2, $3, $4, 'ACTIVE', $5)",
     )

@@ -30,15 +30,10 @@ impl TestDb {
     pub async fn new(engine: Engine) -> Option<TestDb> {
         match engine {
             Engine::Sqlite => {
-                let dir =
-                    std::env::temp_dir().join(format!("paykit-test-{}", ids::random_base32(12)));
+                let dir = std::env::temp_dir().join(format!("paykit-test-{}", ids::random_base32(12)));
                 std::fs::create_dir_all(&dir).expect("create a temporary folder");
                 let url = format!("sqlite://{}", dir.join("paykit.db").display());
-                Some(TestDb {
-                    engine,
-                    url,
-                    cleanup: Cleanup::Folder(dir),
-                })
+                Some(TestDb { engine, url, cleanup: Cleanup::Folder(dir) })
             }
             Engine::Postgres => {
                 let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
@@ -52,9 +47,8 @@ impl TestDb {
                 };
                 let schema = format!("t_{}", ids::random_base32(16));
                 sqlx::any::install_default_drivers();
-                let mut conn = sqlx::AnyConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to PAYKIT_TEST_POSTGRES_URL");
+                let mut conn =
+                    sqlx::AnyConnection::connect(&admin_url).await.expect("connect to PAYKIT_TEST_POSTGRES_URL");
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
                     .execute(&mut conn)
                     .await
@@ -62,20 +56,14 @@ impl TestDb {
                 conn.close().await.ok();
                 let sep = if admin_url.contains('?') { '&' } else { '?' };
                 let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
-                Some(TestDb {
-                    engine,
-                    url,
-                    cleanup: Cleanup::Schema { admin_url, schema },
-                })
+                Some(TestDb { engine, url, cleanup: Cleanup::Schema { admin_url, schema } })
             }
         }
     }
 
     /// Opens and migrates the database.
     pub async fn store(&self) -> Store {
-        let store = Store::connect(&self.url, &StoreConfig::default())
-            .await
-            .expect("open the test database");
+        let store = Store::connect(&self.url, &StoreConfig::default()).await.expect("open the test database");
         store.migrate().await.expect("migrate the test database");
         store
     }
@@ -92,18 +80,13 @@ impl Drop for TestDb {
                 // Drop runs inside the test's runtime; a thread with its own runtime can
                 // block on the async driver without stalling it.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .ok()?;
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                     rt.block_on(async {
                         let mut conn = sqlx::AnyConnection::connect(&admin_url).await.ok()?;
-                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                        )))
-                        .execute(&mut conn)
-                        .await
-                        .ok()?;
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                            .execute(&mut conn)
+                            .await
+                            .ok()?;
                         conn.close().await.ok()
                     })
                 })
@@ -124,9 +107,8 @@ macro_rules! engine_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                let db = $crate::testing::TestDb::new($crate::Engine::Sqlite)
-                    .await
-                    .expect("sqlite is always available");
+                let db =
+                    $crate::testing::TestDb::new($crate::Engine::Sqlite).await.expect("sqlite is always available");
                 let store = db.store().await;
                 ($body)(store, &db).await;
             }

@@ -15,83 +15,38 @@ pub enum Violation {
     /// Invariant 1, globally: all postings in a currency do not sum to zero.
     CurrencyImbalance { currency: String, sum_minor: i64 },
     /// Invariant 1, per entry: an entry's postings in a currency do not sum to zero.
-    EntryUnbalanced {
-        entry_id: String,
-        currency: String,
-        sum_minor: i64,
-    },
+    EntryUnbalanced { entry_id: String, currency: String, sum_minor: i64 },
     /// An entry with fewer than two postings.
     EntryTooFewPostings { entry_id: String, postings: i64 },
     /// A posting in a currency other than its account's.
     PostingCurrencyMismatch { posting_id: i64, account_id: String },
     /// Invariant 2: an account's balance rows disagree with the sum of its postings.
-    BalanceMismatch {
-        account_id: String,
-        balance_minor: i64,
-        postings_minor: i64,
-    },
+    BalanceMismatch { account_id: String, balance_minor: i64, postings_minor: i64 },
     /// Invariant 3: a floored account (wallet, escrow) is below zero.
-    NegativeBalance {
-        account_id: String,
-        kind: String,
-        balance_minor: i64,
-    },
+    NegativeBalance { account_id: String, kind: String, balance_minor: i64 },
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Violation::CurrencyImbalance {
-                currency,
-                sum_minor,
-            } => {
-                write!(
-                    f,
-                    "invariant 1: all postings in {currency} sum to {sum_minor} minor units, not 0"
-                )
+            Violation::CurrencyImbalance { currency, sum_minor } => {
+                write!(f, "invariant 1: all postings in {currency} sum to {sum_minor} minor units, not 0")
             }
-            Violation::EntryUnbalanced {
-                entry_id,
-                currency,
-                sum_minor,
-            } => {
-                write!(
-                    f,
-                    "invariant 1: entry {entry_id} postings in {currency} sum to {sum_minor} minor units, not 0"
-                )
+            Violation::EntryUnbalanced { entry_id, currency, sum_minor } => {
+                write!(f, "invariant 1: entry {entry_id} postings in {currency} sum to {sum_minor} minor units, not 0")
             }
             Violation::EntryTooFewPostings { entry_id, postings } => {
-                write!(
-                    f,
-                    "invariant 1: entry {entry_id} has {postings} posting(s), fewer than 2"
-                )
+                write!(f, "invariant 1: entry {entry_id} has {postings} posting(s), fewer than 2")
             }
-            Violation::PostingCurrencyMismatch {
-                posting_id,
-                account_id,
-            } => {
-                write!(
-                    f,
-                    "invariant 1: posting {posting_id} is not in the currency of account {account_id}"
-                )
+            Violation::PostingCurrencyMismatch { posting_id, account_id } => {
+                write!(f, "invariant 1: posting {posting_id} is not in the currency of account {account_id}")
             }
-            Violation::BalanceMismatch {
-                account_id,
-                balance_minor,
-                postings_minor,
-            } => write!(
+            Violation::BalanceMismatch { account_id, balance_minor, postings_minor } => write!(
                 f,
                 "invariant 2: account {account_id} balance is {balance_minor} minor units but its postings sum to {postings_minor}"
             ),
-            Violation::NegativeBalance {
-                account_id,
-                kind,
-                balance_minor,
-            } => {
-                write!(
-                    f,
-                    "invariant 3: {kind} account {account_id} is negative: {balance_minor} minor units"
-                )
+            Violation::NegativeBalance { account_id, kind, balance_minor } => {
+                write!(f, "invariant 3: {kind} account {account_id} is negative: {balance_minor} minor units")
             }
         }
     }
@@ -117,15 +72,9 @@ impl Store {
     pub async fn verify_ledger(&self) -> Result<VerifyReport> {
         let db = self.reader();
         let mut report = VerifyReport {
-            accounts: sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-                .fetch_one(db)
-                .await?,
-            entries: sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
-                .fetch_one(db)
-                .await?,
-            postings: sqlx::query_scalar("SELECT COUNT(*) FROM postings")
-                .fetch_one(db)
-                .await?,
+            accounts: sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(db).await?,
+            entries: sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries").fetch_one(db).await?,
+            postings: sqlx::query_scalar("SELECT COUNT(*) FROM postings").fetch_one(db).await?,
             violations: Vec::new(),
         };
         let v = &mut report.violations;
@@ -147,7 +96,11 @@ impl Store {
         .fetch_all(db)
         .await?
         {
-            v.push(Violation::EntryUnbalanced { entry_id: r.try_get(0)?, currency: r.try_get(1)?, sum_minor: r.try_get(2)? });
+            v.push(Violation::EntryUnbalanced {
+                entry_id: r.try_get(0)?,
+                currency: r.try_get(1)?,
+                sum_minor: r.try_get(2)?,
+            });
         }
 
         for r in sqlx::query(
@@ -167,10 +120,7 @@ impl Store {
         .fetch_all(db)
         .await?
         {
-            v.push(Violation::PostingCurrencyMismatch {
-                posting_id: r.try_get(0)?,
-                account_id: r.try_get(1)?,
-            });
+            v.push(Violation::PostingCurrencyMismatch { posting_id: r.try_get(0)?, account_id: r.try_get(1)? });
         }
 
         let balances = "SELECT a.id, a.kind, a.floored, \
@@ -189,18 +139,10 @@ impl Store {
             let balance_minor: i64 = r.try_get(3)?;
             let postings_minor: i64 = r.try_get(4)?;
             if balance_minor != postings_minor {
-                v.push(Violation::BalanceMismatch {
-                    account_id: account_id.clone(),
-                    balance_minor,
-                    postings_minor,
-                });
+                v.push(Violation::BalanceMismatch { account_id: account_id.clone(), balance_minor, postings_minor });
             }
             if floored && balance_minor < 0 {
-                v.push(Violation::NegativeBalance {
-                    account_id,
-                    kind,
-                    balance_minor,
-                });
+                v.push(Violation::NegativeBalance { account_id, kind, balance_minor });
             }
         }
         Ok(report)

@@ -19,29 +19,12 @@ fn now() -> Timestamp {
 
 async fn open(store: &Store, owner_type: &str, owner_id: &str, kind: AccountKind) -> AccountMeta {
     let mut tx = store.begin().await.unwrap();
-    let meta = tx
-        .open_account(
-            Owner {
-                owner_type,
-                owner_id,
-            },
-            kind,
-            Currency::Cny,
-            now(),
-        )
-        .await
-        .unwrap();
+    let meta = tx.open_account(Owner { owner_type, owner_id }, kind, Currency::Cny, now()).await.unwrap();
     tx.commit().await.unwrap();
     meta
 }
 
-async fn post(
-    store: &Store,
-    kind: EntryKind,
-    from: &str,
-    to: &str,
-    amount: &str,
-) -> Result<String, StoreError> {
+async fn post(store: &Store, kind: EntryKind, from: &str, to: &str, amount: &str) -> Result<String, StoreError> {
     let entry = JournalEntry::transfer(kind, "test", from, to, cny(amount)).unwrap();
     let mut tx = store.begin().await?;
     let id = tx.post_entry(&entry, now()).await?;
@@ -54,145 +37,79 @@ async fn wallet_and_merchant(store: &Store, funds: &str) -> (AccountMeta, Accoun
     let bank = open(store, "system", "sandbox_bank", AccountKind::External).await;
     let wallet = open(store, "user", "u1", AccountKind::WalletBalance).await;
     let merchant = open(store, "merchant", "m1", AccountKind::MerchantSettlement).await;
-    post(store, EntryKind::TopUp, &bank.id, &wallet.id, funds)
-        .await
-        .unwrap();
+    post(store, EntryKind::TopUp, &bank.id, &wallet.id, funds).await.unwrap();
     (wallet, merchant)
 }
 
-engine_tests!(
-    posting_moves_balances_exactly,
-    async move |store: Store, _db: &TestDb| {
-        let (wallet, merchant) = wallet_and_merchant(&store, "100.00").await;
-        post(
-            &store,
-            EntryKind::Payment,
-            &wallet.id,
-            &merchant.id,
-            "12.30",
-        )
-        .await
-        .unwrap();
-        post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "0.01")
-            .await
-            .unwrap();
-        assert_eq!(store.balance(&wallet.id).await.unwrap(), cny("87.69"));
-        assert_eq!(store.balance(&merchant.id).await.unwrap(), cny("12.31"));
-        let report = store.verify_ledger().await.unwrap();
-        assert!(report.is_ok(), "{:?}", report.violations);
-        assert_eq!((report.entries, report.postings), (3, 6));
-    }
-);
+engine_tests!(posting_moves_balances_exactly, async move |store: Store, _db: &TestDb| {
+    let (wallet, merchant) = wallet_and_merchant(&store, "100.00").await;
+    post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "12.30").await.unwrap();
+    post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "0.01").await.unwrap();
+    assert_eq!(store.balance(&wallet.id).await.unwrap(), cny("87.69"));
+    assert_eq!(store.balance(&merchant.id).await.unwrap(), cny("12.31"));
+    let report = store.verify_ledger().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    assert_eq!((report.entries, report.postings), (3, 6));
+});
 
-engine_tests!(
-    opening_an_account_twice_returns_the_same_one,
-    async move |store: Store, _db: &TestDb| {
-        let a = open(&store, "user", "u1", AccountKind::WalletBalance).await;
-        let b = open(&store, "user", "u1", AccountKind::WalletBalance).await;
-        assert_eq!(a, b);
-        let merchant = open(&store, "merchant", "m1", AccountKind::MerchantSettlement).await;
-        assert_eq!(merchant.shard_count, 16);
-        assert!(!merchant.floored && a.floored);
-    }
-);
+engine_tests!(opening_an_account_twice_returns_the_same_one, async move |store: Store, _db: &TestDb| {
+    let a = open(&store, "user", "u1", AccountKind::WalletBalance).await;
+    let b = open(&store, "user", "u1", AccountKind::WalletBalance).await;
+    assert_eq!(a, b);
+    let merchant = open(&store, "merchant", "m1", AccountKind::MerchantSettlement).await;
+    assert_eq!(merchant.shard_count, 16);
+    assert!(!merchant.floored && a.floored);
+});
 
-engine_tests!(
-    a_wallet_cannot_be_overdrawn,
-    async move |store: Store, _db: &TestDb| {
-        let (wallet, merchant) = wallet_and_merchant(&store, "10.00").await;
-        let err = post(
-            &store,
-            EntryKind::Payment,
-            &wallet.id,
-            &merchant.id,
-            "10.01",
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            matches!(err, StoreError::InsufficientFunds { ref account_id } if *account_id == wallet.id),
-            "{err:?}"
-        );
-        assert_eq!(store.balance(&wallet.id).await.unwrap(), cny("10.00"));
-        assert_eq!(
-            store.posting_count(&wallet.id).await.unwrap(),
-            1,
-            "the refused entry left no posting"
-        );
-        post(
-            &store,
-            EntryKind::Payment,
-            &wallet.id,
-            &merchant.id,
-            "10.00",
-        )
-        .await
-        .unwrap();
-        assert!(store.balance(&wallet.id).await.unwrap().is_zero());
-    }
-);
+engine_tests!(a_wallet_cannot_be_overdrawn, async move |store: Store, _db: &TestDb| {
+    let (wallet, merchant) = wallet_and_merchant(&store, "10.00").await;
+    let err = post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "10.01").await.unwrap_err();
+    assert!(matches!(err, StoreError::InsufficientFunds { ref account_id } if *account_id == wallet.id), "{err:?}");
+    assert_eq!(store.balance(&wallet.id).await.unwrap(), cny("10.00"));
+    assert_eq!(store.posting_count(&wallet.id).await.unwrap(), 1, "the refused entry left no posting");
+    post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "10.00").await.unwrap();
+    assert!(store.balance(&wallet.id).await.unwrap().is_zero());
+});
 
-engine_tests!(
-    concurrent_spending_never_overdraws,
-    async move |store: Store, _db: &TestDb| {
-        // 32 tasks each try to spend 7.00 from 100.00: exactly 14 can succeed.
-        let (wallet, merchant) = wallet_and_merchant(&store, "100.00").await;
-        let (wallet, merchant) = (Arc::new(wallet), Arc::new(merchant));
-        let tasks: Vec<_> = (0..32)
-            .map(|_| {
-                let (store, wallet, merchant) = (store.clone(), wallet.clone(), merchant.clone());
-                tokio::spawn(async move {
-                    post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "7.00").await
-                })
-            })
-            .collect();
-        let mut ok = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(_) => ok += 1,
-                Err(StoreError::InsufficientFunds { .. }) => {}
-                Err(other) => panic!("unexpected error {other:?}"),
-            }
+engine_tests!(concurrent_spending_never_overdraws, async move |store: Store, _db: &TestDb| {
+    // 32 tasks each try to spend 7.00 from 100.00: exactly 14 can succeed.
+    let (wallet, merchant) = wallet_and_merchant(&store, "100.00").await;
+    let (wallet, merchant) = (Arc::new(wallet), Arc::new(merchant));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, wallet, merchant) = (store.clone(), wallet.clone(), merchant.clone());
+            tokio::spawn(async move { post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "7.00").await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::InsufficientFunds { .. }) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
         }
-        assert_eq!(ok, 14);
-        assert_eq!(store.balance(&wallet.id).await.unwrap(), cny("2.00"));
-        assert_eq!(store.balance(&merchant.id).await.unwrap(), cny("98.00"));
-        assert_eq!(
-            store.posting_count(&wallet.id).await.unwrap(),
-            1 + 14,
-            "no posting lost, none extra"
-        );
-        assert_eq!(store.posting_count(&merchant.id).await.unwrap(), 14);
-        let report = store.verify_ledger().await.unwrap();
-        assert!(report.is_ok(), "{:?}", report.violations);
     }
-);
+    assert_eq!(ok, 14);
+    assert_eq!(store.balance(&wallet.id).await.unwrap(), cny("2.00"));
+    assert_eq!(store.balance(&merchant.id).await.unwrap(), cny("98.00"));
+    assert_eq!(store.posting_count(&wallet.id).await.unwrap(), 1 + 14, "no posting lost, none extra");
+    assert_eq!(store.posting_count(&merchant.id).await.unwrap(), 14);
+    let report = store.verify_ledger().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+});
 
 engine_tests!(
     a_failed_operation_in_a_shared_transaction_spares_its_neighbours,
     async move |store: Store, _db: &TestDb| {
         let (wallet, merchant) = wallet_and_merchant(&store, "10.00").await;
         let entry = |amount: &str| {
-            JournalEntry::transfer(
-                EntryKind::Payment,
-                "batch",
-                &wallet.id,
-                &merchant.id,
-                cny(amount),
-            )
-            .unwrap()
+            JournalEntry::transfer(EntryKind::Payment, "batch", &wallet.id, &merchant.id, cny(amount)).unwrap()
         };
         let (first, too_big, third) = (entry("4.00"), entry("50.00"), entry("5.00"));
         let mut tx = store.begin().await.unwrap();
-        let a = tx
-            .savepoint(async |tx| tx.post_entry(&first, now()).await)
-            .await;
-        let b = tx
-            .savepoint(async |tx| tx.post_entry(&too_big, now()).await)
-            .await;
-        let c = tx
-            .savepoint(async |tx| tx.post_entry(&third, now()).await)
-            .await;
+        let a = tx.savepoint(async |tx| tx.post_entry(&first, now()).await).await;
+        let b = tx.savepoint(async |tx| tx.post_entry(&too_big, now()).await).await;
+        let c = tx.savepoint(async |tx| tx.post_entry(&third, now()).await).await;
         tx.commit().await.unwrap();
         assert!(a.is_ok() && c.is_ok());
         assert!(matches!(b, Err(StoreError::InsufficientFunds { .. })));
@@ -201,151 +118,74 @@ engine_tests!(
     }
 );
 
-engine_tests!(
-    the_journal_is_append_only,
-    async move |store: Store, db: &TestDb| {
-        let (_wallet, _merchant) = wallet_and_merchant(&store, "10.00").await;
-        let pool = raw_pool(db).await;
-        for sql in [
-            "UPDATE postings SET amount_minor = 1",
-            "DELETE FROM postings",
-            "UPDATE journal_entries SET kind = 'x'",
-            "DELETE FROM journal_entries",
-        ] {
-            let err = sqlx::query(sql).execute(&pool).await.expect_err(sql);
-            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
-        }
+engine_tests!(the_journal_is_append_only, async move |store: Store, db: &TestDb| {
+    let (_wallet, _merchant) = wallet_and_merchant(&store, "10.00").await;
+    let pool = raw_pool(db).await;
+    for sql in [
+        "UPDATE postings SET amount_minor = 1",
+        "DELETE FROM postings",
+        "UPDATE journal_entries SET kind = 'x'",
+        "DELETE FROM journal_entries",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-);
+});
 
-engine_tests!(
-    verify_names_a_posting_changed_by_hand,
-    async move |store: Store, db: &TestDb| {
-        let (wallet, merchant) = wallet_and_merchant(&store, "10.00").await;
-        let entry_id = post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "3.00")
-            .await
-            .unwrap();
-        assert!(store.verify_ledger().await.unwrap().is_ok());
+engine_tests!(verify_names_a_posting_changed_by_hand, async move |store: Store, db: &TestDb| {
+    let (wallet, merchant) = wallet_and_merchant(&store, "10.00").await;
+    let entry_id = post(&store, EntryKind::Payment, &wallet.id, &merchant.id, "3.00").await.unwrap();
+    assert!(store.verify_ledger().await.unwrap().is_ok());
 
-        // Someone with owner rights on the database lifts the append-only guard and edits a
-        // posting; verify must notice.
-        let pool = raw_pool(db).await;
-        let lift_guard = match db.engine {
-            Engine::Sqlite => "DROP TRIGGER postings_no_update",
-            Engine::Postgres => "ALTER TABLE postings DISABLE TRIGGER postings_append_only",
-        };
-        sqlx::query(lift_guard).execute(&pool).await.unwrap();
-        sqlx::query("UPDATE postings SET amount_minor = amount_minor + 1 WHERE entry_id = $1 AND account_id = $2")
+    // Someone with owner rights on the database lifts the append-only guard and edits a
+    // posting; verify must notice.
+    let pool = raw_pool(db).await;
+    let lift_guard = match db.engine {
+        Engine::Sqlite => "DROP TRIGGER postings_no_update",
+        Engine::Postgres => "ALTER TABLE postings DISABLE TRIGGER postings_append_only",
+    };
+    sqlx::query(lift_guard).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE postings SET amount_minor = amount_minor + 1 WHERE entry_id = $1 AND account_id = $2")
         .bind(&entry_id)
         .bind(&merchant.id)
         .execute(&pool)
         .await
         .unwrap();
 
-        let report = store.verify_ledger().await.unwrap();
-        let text: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
-        assert!(!report.is_ok());
-        assert!(
-            text.iter()
-                .any(|t| t.contains("invariant 1") && t.contains(&entry_id)),
-            "{text:?}"
-        );
-        assert!(
-            text.iter()
-                .any(|t| t.contains("invariant 1: all postings in CNY sum to 1")),
-            "{text:?}"
-        );
-        assert!(
-            text.iter()
-                .any(|t| t.contains("invariant 2") && t.contains(&merchant.id)),
-            "{text:?}"
-        );
-    }
-);
+    let report = store.verify_ledger().await.unwrap();
+    let text: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+    assert!(!report.is_ok());
+    assert!(text.iter().any(|t| t.contains("invariant 1") && t.contains(&entry_id)), "{text:?}");
+    assert!(text.iter().any(|t| t.contains("invariant 1: all postings in CNY sum to 1")), "{text:?}");
+    assert!(text.iter().any(|t| t.contains("invariant 2") && t.contains(&merchant.id)), "{text:?}");
+});
 
-engine_tests!(
-    a_nonce_is_accepted_once,
-    async move |store: Store, _db: &TestDb| {
-        assert!(
-            store
-                .record_nonce("m1", "abcdefghijklmnop", now())
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .record_nonce("m1", "abcdefghijklmnop", now())
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .record_nonce("m2", "abcdefghijklmnop", now())
-                .await
-                .unwrap(),
-            "nonces are per party"
-        );
-        assert_eq!(store.prune_nonces(now().plus_secs(60)).await.unwrap(), 0);
-        assert_eq!(store.prune_nonces(now().plus_secs(901)).await.unwrap(), 2);
-        assert!(
-            store
-                .record_nonce("m1", "abcdefghijklmnop", now().plus_secs(901))
-                .await
-                .unwrap()
-        );
-    }
-);
+engine_tests!(a_nonce_is_accepted_once, async move |store: Store, _db: &TestDb| {
+    assert!(store.record_nonce("m1", "abcdefghijklmnop", now()).await.unwrap());
+    assert!(!store.record_nonce("m1", "abcdefghijklmnop", now()).await.unwrap());
+    assert!(store.record_nonce("m2", "abcdefghijklmnop", now()).await.unwrap(), "nonces are per party");
+    assert_eq!(store.prune_nonces(now().plus_secs(60)).await.unwrap(), 0);
+    assert_eq!(store.prune_nonces(now().plus_secs(901)).await.unwrap(), 2);
+    assert!(store.record_nonce("m1", "abcdefghijklmnop", now().plus_secs(901)).await.unwrap());
+});
 
-engine_tests!(
-    key_rotation_keeps_two_active,
-    async move |store: Store, _db: &TestDb| {
-        let (merchant, first) = store.create_merchant("Shop", None, now()).await.unwrap();
-        let second = store
-            .rotate_merchant_key(&merchant.id, now().plus_secs(1))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(second.revoked_key_ids.is_empty());
-        for key in [&first, &second] {
-            assert!(
-                store
-                    .active_signing_key("merchant", &merchant.id, &key.key_id)
-                    .await
-                    .unwrap()
-                    .is_some()
-            );
-        }
-        let third = store
-            .rotate_merchant_key(&merchant.id, now().plus_secs(2))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(third.revoked_key_ids, vec![first.key_id.clone()]);
-        assert!(
-            store
-                .active_signing_key("merchant", &merchant.id, &first.key_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            store
-                .active_signing_key("biller", &merchant.id, &third.key_id)
-                .await
-                .unwrap()
-                .is_none(),
-            "party kind is checked"
-        );
-        assert!(
-            store
-                .rotate_merchant_key("mch_nope", now())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(store.keys(&merchant.id).await.unwrap().len(), 3);
+engine_tests!(key_rotation_keeps_two_active, async move |store: Store, _db: &TestDb| {
+    let (merchant, first) = store.create_merchant("Shop", None, now()).await.unwrap();
+    let second = store.rotate_merchant_key(&merchant.id, now().plus_secs(1)).await.unwrap().unwrap();
+    assert!(second.revoked_key_ids.is_empty());
+    for key in [&first, &second] {
+        assert!(store.active_signing_key("merchant", &merchant.id, &key.key_id).await.unwrap().is_some());
     }
-);
+    let third = store.rotate_merchant_key(&merchant.id, now().plus_secs(2)).await.unwrap().unwrap();
+    assert_eq!(third.revoked_key_ids, vec![first.key_id.clone()]);
+    assert!(store.active_signing_key("merchant", &merchant.id, &first.key_id).await.unwrap().is_none());
+    assert!(
+        store.active_signing_key("biller", &merchant.id, &third.key_id).await.unwrap().is_none(),
+        "party kind is checked"
+    );
+    assert!(store.rotate_merchant_key("mch_nope", now()).await.unwrap().is_none());
+    assert_eq!(store.keys(&merchant.id).await.unwrap().len(), 3);
+});
 
 /// A plain connection pool on the test database, for SQL a user of paykit would not run.
 async fn raw_pool(db: &TestDb) -> sqlx::AnyPool {

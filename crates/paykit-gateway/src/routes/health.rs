@@ -15,26 +15,15 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.store().ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(
-            paykit_core::ErrorCode::ServiceUnavailable,
-            "the database is unreachable",
-        )
+        ApiError::new(paykit_core::ErrorCode::ServiceUnavailable, "the database is unreachable")
     })?;
-    Ok(axum::Json(
-        json!({ "status": "ready", "database": state.store().engine().as_str() }),
-    ))
+    Ok(axum::Json(json!({ "status": "ready", "database": state.store().engine().as_str() })))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
-    )
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics().render())
 }
 
 pub async fn openapi() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "application/json")],
-        crate::openapi::DOCUMENT,
-    )
+    ([(CONTENT_TYPE, "application/json")], crate::openapi::DOCUMENT)
 }

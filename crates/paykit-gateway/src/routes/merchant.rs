@@ -30,11 +30,7 @@ pub async fn profile(
     Extension(caller): Extension<Caller>,
 ) -> Result<axum::Json<MerchantProfile>, ApiError> {
     let merchant_id = caller.merchant_id();
-    let merchant = state
-        .store()
-        .merchant(merchant_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("merchant"))?;
+    let merchant = state.store().merchant(merchant_id).await?.ok_or_else(|| ApiError::not_found("merchant"))?;
     let keys = state.store().keys(merchant_id).await?;
     Ok(axum::Json(MerchantProfile {
         merchant_id: merchant.id,
@@ -44,11 +40,7 @@ pub async fn profile(
         created_at: merchant.created_at.to_rfc3339(),
         keys: keys
             .into_iter()
-            .map(|k| KeyView {
-                key_id: k.key_id,
-                status: k.status,
-                created_at: k.created_at.to_rfc3339(),
-            })
+            .map(|k| KeyView { key_id: k.key_id, status: k.status, created_at: k.created_at.to_rfc3339() })
             .collect(),
     }))
 }

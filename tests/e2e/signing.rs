@@ -1,0 +1,127 @@
+//! Request signing as a merchant meets it: the README's recipe, by hand, with openssl.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use paykit_tests::{Gateway, e2e_tests, new_nonce, sign_header, unix_now};
+
+/// `printf '%s' CANONICAL | openssl dgst -sha256 -hmac SECRET -binary | base64`, exactly
+/// as the README tells a merchant to check their own code.
+fn openssl_signature(secret: &str, canonical: &[u8]) -> String {
+    let mut dgst = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret, "-binary"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    dgst.stdin.take().unwrap().write_all(canonical).unwrap();
+    let mac = dgst.wait_with_output().unwrap().stdout;
+    assert_eq!(mac.len(), 32, "HMAC-SHA256 is 32 bytes");
+    let mut b64 = Command::new("base64").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    b64.stdin.take().unwrap().write_all(&mac).unwrap();
+    String::from_utf8(b64.wait_with_output().unwrap().stdout).unwrap().trim().to_owned()
+}
+
+e2e_tests!(cli_merchant_signs_by_hand_with_openssl, async |gw: Gateway| {
+    let creds = gw.create_merchant("Hand-signed Tea House");
+    let (ts, nonce) = (unix_now(), new_nonce());
+    let canonical = format!("GET\n/v1/merchant\n{ts}\n{nonce}\n\n");
+    let signature = openssl_signature(&creds.api_secret, canonical.as_bytes());
+    let header = format!(
+        "PAYKIT-HMAC-SHA256 merchant_id=\"{}\",key_id=\"{}\",timestamp=\"{ts}\",nonce=\"{nonce}\",signature=\"{signature}\"",
+        creds.merchant_id, creds.key_id
+    );
+    let first = gw.send("GET", "/v1/merchant", Some(&header), "", "application/json").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let profile = first.json();
+    assert_eq!(profile["merchant_id"], creds.merchant_id.as_str());
+    assert_eq!(profile["name"], "Hand-signed Tea House");
+    assert_eq!(profile["keys"][0]["key_id"], creds.key_id.as_str());
+    assert!(!first.body.contains(&creds.api_secret), "the secret is never sent back");
+    assert!(first.headers.contains_key("request-id"));
+
+    let replay = gw.send("GET", "/v1/merchant", Some(&header), "", "application/json").await;
+    assert_eq!((replay.status, replay.code()), (401, "AUTH_NONCE_REPLAYED".into()));
+});
+
+e2e_tests!(each_tampering_is_refused_with_its_own_code, async |gw: Gateway| {
+    let creds = gw.create_merchant("Tamper Test");
+    let now = unix_now();
+    // Each case: what was signed (method, path, body, timestamp, nonce) vs what is sent.
+    let signed_as = |method: &str, path: &str, body: &str, ts: i64, nonce: &str| {
+        sign_header(&creds, method, path, body.as_bytes(), ts, nonce)
+    };
+    let cases: Vec<(&str, String, &str, &str, &str)> = vec![
+        ("method", signed_as("POST", "/v1/merchant", "", now, &new_nonce()), "GET", "/v1/merchant", ""),
+        ("path", signed_as("GET", "/v1/merchant", "", now, &new_nonce()), "GET", "/v1/merchant?x=1", ""),
+        ("body", signed_as("GET", "/v1/merchant", "{}", now, &new_nonce()), "GET", "/v1/merchant", "{ }"),
+    ];
+    for (what, header, method, path, body) in cases {
+        let reply = gw.send(method, path, Some(&header), body, "application/json").await;
+        assert_eq!((reply.status, reply.code()), (401, "AUTH_BAD_SIGNATURE".into()), "changed {what}");
+    }
+
+    // Timestamp and nonce: sign properly, then change one character in the header.
+    let nonce = new_nonce();
+    let header = signed_as("GET", "/v1/merchant", "", now, &nonce);
+    let changed_ts = header.replace(&format!("timestamp=\"{now}\""), &format!("timestamp=\"{}\"", now - 1));
+    let reply = gw.send("GET", "/v1/merchant", Some(&changed_ts), "", "application/json").await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_BAD_SIGNATURE".into()), "changed timestamp");
+    let mut other_nonce = nonce.clone().into_bytes();
+    other_nonce[0] = if other_nonce[0] == b'a' { b'b' } else { b'a' };
+    let changed_nonce = header.replace(&nonce, std::str::from_utf8(&other_nonce).unwrap());
+    let reply = gw.send("GET", "/v1/merchant", Some(&changed_nonce), "", "application/json").await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_BAD_SIGNATURE".into()), "changed nonce");
+
+    // Correctly signed, but more than 300 s off either way.
+    for skew in [-301, 301] {
+        let header = signed_as("GET", "/v1/merchant", "", now + skew, &new_nonce());
+        let reply = gw.send("GET", "/v1/merchant", Some(&header), "", "application/json").await;
+        assert_eq!((reply.status, reply.code()), (401, "AUTH_TIMESTAMP_SKEW".into()), "skew {skew}");
+    }
+
+    let reply = gw.send("GET", "/v1/merchant", None, "", "application/json").await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_MISSING".into()));
+    let reply = gw.send("GET", "/v1/merchant", Some("PAYKIT-HMAC-SHA256 merchant_id=x"), "", "application/json").await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_MALFORMED".into()));
+
+    // Another merchant's key with this merchant's id, and an unknown merchant.
+    let other = gw.create_merchant("Other Shop");
+    let mixed = paykit_tests::Credentials { key_id: other.key_id.clone(), ..creds.clone() };
+    let header = sign_header(&mixed, "GET", "/v1/merchant", b"", now, &new_nonce());
+    let reply = gw.send("GET", "/v1/merchant", Some(&header), "", "application/json").await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_UNKNOWN_KEY".into()));
+    let ghost = paykit_tests::Credentials { merchant_id: "mch_doesnotexist000000".into(), ..creds.clone() };
+    let header = sign_header(&ghost, "GET", "/v1/merchant", b"", now, &new_nonce());
+    let reply = gw.send("GET", "/v1/merchant", Some(&header), "", "application/json").await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_UNKNOWN_KEY".into()));
+
+    // After all that, a correct request still works and sees only its own merchant.
+    let ok = gw.signed(&creds, "GET", "/v1/merchant", "").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["merchant_id"], creds.merchant_id.as_str());
+    let theirs = gw.signed(&other, "GET", "/v1/merchant", "").await;
+    assert_eq!(theirs.json()["merchant_id"], other.merchant_id.as_str());
+});
+
+e2e_tests!(a_rotated_key_and_the_old_one_both_work_until_revoked, async |gw: Gateway| {
+    let first = gw.create_merchant("Rotating Shop");
+    let out = gw.cli(&["merchant", "rotate-key", "--merchant-id", &first.merchant_id, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let second = paykit_tests::Credentials {
+        key_id: v["key_id"].as_str().unwrap().into(),
+        api_secret: v["api_secret"].as_str().unwrap().into(),
+        ..first.clone()
+    };
+    assert_eq!(gw.signed(&first, "GET", "/v1/merchant", "").await.status, 200);
+    let profile = gw.signed(&second, "GET", "/v1/merchant", "").await;
+    assert_eq!(profile.status, 200);
+    assert_eq!(profile.json()["keys"].as_array().unwrap().len(), 2);
+
+    let out = gw.cli(&["merchant", "revoke-key", "--merchant-id", &first.merchant_id, "--key-id", &first.key_id]);
+    assert!(out.status.success());
+    let reply = gw.signed(&first, "GET", "/v1/merchant", "").await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_UNKNOWN_KEY".into()));
+    assert_eq!(gw.signed(&second, "GET", "/v1/merchant", "").await.status, 200);
+});

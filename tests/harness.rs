@@ -1,0 +1,250 @@
+//! The end-to-end harness: starts the real `paykit` binary on a free port against a fresh
+//! database (SQLite, or a PostgreSQL schema when `PAYKIT_TEST_POSTGRES_URL` is set), and
+//! talks to it the way merchants do: over HTTP, signed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use paykit_core::signing::{AuthHeader, PartyKind, canonical_request, sign};
+use paykit_store::Engine;
+use paykit_store::testing::TestDb;
+
+/// The `paykit` binary cargo built beside this test binary (`target/<profile>/paykit`).
+pub fn paykit_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let bin = dir.join(format!("paykit{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+/// Installs ring as the one rustls provider for clients in this process.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Merchant credentials as `paykit merchant create --json` prints them.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub merchant_id: String,
+    pub key_id: String,
+    pub api_secret: String,
+}
+
+/// A running gateway process with its own database. Killed when dropped.
+pub struct Gateway {
+    child: Option<Child>,
+    pub url: String,
+    pub db: TestDb,
+    pub log_path: PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// Extra settings for a gateway under test.
+#[derive(Default)]
+pub struct GatewayOptions {
+    pub extra_args: Vec<String>,
+    pub client: Option<reqwest::Client>,
+    pub scheme: Option<&'static str>,
+}
+
+impl Gateway {
+    /// Starts a gateway on `engine`, or returns `None` when PostgreSQL is not configured
+    /// (the store's test helper has said so loudly).
+    pub async fn start(engine: Engine) -> Option<Gateway> {
+        Gateway::start_with(engine, GatewayOptions::default()).await
+    }
+
+    pub async fn start_with(engine: Engine, options: GatewayOptions) -> Option<Gateway> {
+        install_crypto_provider();
+        let db = TestDb::new(engine).await?;
+        let log_path = std::env::temp_dir().join(format!("paykit-e2e-{}.log", paykit_store::ids::random_base32(10)));
+        let log = std::fs::File::create(&log_path).expect("create the gateway log");
+        let mut child = Command::new(paykit_bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&options.extra_args)
+            .env("DATABASE_URL", &db.url)
+            .env("PAYKIT_LOG", "warn")
+            .env_remove("PAYKIT_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start paykit serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let first = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("paykit serve did not start; log: {}", std::fs::read_to_string(&log_path).unwrap_or_default())
+        });
+        let url = first.rsplit(' ').next().expect("listening line ends with the URL").to_owned();
+        let url = match options.scheme {
+            Some(scheme) => {
+                url.replacen("http://", &format!("{scheme}://"), 1).replacen("https://", &format!("{scheme}://"), 1)
+            }
+            None => url,
+        };
+        let http = options.client.unwrap_or_default();
+        Some(Gateway { child: Some(child), url, db, log_path, http })
+    }
+
+    /// Runs a `paykit` command against this gateway's database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(paykit_bin())
+            .args(args)
+            .env("DATABASE_URL", &self.db.url)
+            .env("PAYKIT_LOG", "warn")
+            .env_remove("PAYKIT_CONFIG")
+            .output()
+            .expect("run paykit")
+    }
+
+    /// `paykit merchant create --json`.
+    pub fn create_merchant(&self, name: &str) -> Credentials {
+        let out = self.cli(&["merchant", "create", "--name", name, "--json"]);
+        assert!(out.status.success(), "merchant create failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("merchant create --json prints JSON");
+        Credentials {
+            merchant_id: v["merchant_id"].as_str().unwrap().to_owned(),
+            key_id: v["key_id"].as_str().unwrap().to_owned(),
+            api_secret: v["api_secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Sends a request signed with `creds`, now, with a fresh nonce.
+    pub async fn signed(&self, creds: &Credentials, method: &str, path: &str, body: &str) -> Reply {
+        let header = sign_header(creds, method, path, body.as_bytes(), unix_now(), &new_nonce());
+        self.send(method, path, Some(&header), body, "application/json").await
+    }
+
+    /// Sends a request with the given Authorization header (or none) as it stands.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: &str,
+        content_type: &str,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).header("content-type", content_type);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let res = req.body(body.to_owned()).send().await.expect("gateway answers");
+        Reply::read(res).await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits for the process to exit (after a signal) and returns its status.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    async fn read(res: reqwest::Response) -> Reply {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.text().await.expect("read body");
+        Reply { status, headers, body }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The API error code of an error body.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_else(|| panic!("no error code in {}", self.body)).to_owned()
+    }
+}
+
+pub fn sign_header(creds: &Credentials, method: &str, path: &str, body: &[u8], timestamp: i64, nonce: &str) -> String {
+    let signature = sign(creds.api_secret.as_bytes(), &canonical_request(method, path, timestamp, nonce, body));
+    AuthHeader {
+        party_kind: PartyKind::Merchant,
+        party_id: creds.merchant_id.clone(),
+        key_id: creds.key_id.clone(),
+        timestamp,
+        nonce: nonce.to_owned(),
+        signature,
+    }
+    .render()
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+pub fn new_nonce() -> String {
+    paykit_store::ids::random_base32(24)
+}
+
+/// Declares `name::sqlite` and `name::postgres` end-to-end tests around one async body
+/// taking a started [`Gateway`].
+#[macro_export]
+macro_rules! e2e_tests {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let gw =
+                    $crate::Gateway::start(paykit_store::Engine::Sqlite).await.expect("sqlite is always available");
+                ($body)(gw).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(gw) = $crate::Gateway::start(paykit_store::Engine::Postgres).await else { return };
+                ($body)(gw).await;
+            }
+        }
+    };
+}
