@@ -229,7 +229,8 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         _ => bail!("--tls-cert and --tls-key must be given together"),
     };
     let mut config = config;
-    let server = BoundServer::bind(config.listen, tls, AppState::new(store.clone(), config.clone())?).await?;
+    let state = AppState::new(store.clone(), config.clone()).await?;
+    let server = BoundServer::bind(config.listen, tls, state.clone()).await?;
     // With `--listen …:0` the real port is only known now.
     config.listen = server.local_addr()?;
     let url = config.public_url();
@@ -239,21 +240,10 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         mode = config.mode.as_str(),
         db = redact_url(&config.database_url),
     );
-    tokio::spawn(prune_nonces(store.clone()));
+    paykit_gateway::spawn_background_tasks(state);
     server.serve(shutdown_signal(), Duration::from_secs(30)).await?;
     store.close().await;
     Ok(())
-}
-
-/// Keeps the nonce table small: entries older than the signing window are useless.
-async fn prune_nonces(store: Store) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        if let Err(e) = store.prune_nonces(now()).await {
-            tracing::warn!(error = %e, "pruning nonces failed; will retry");
-        }
-    }
 }
 
 async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCode> {

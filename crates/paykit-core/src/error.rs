@@ -60,6 +60,47 @@ error_codes! {
     NotFound = 404, "NOT_FOUND", "No such object for this caller (another party's objects are not found either).";
     MethodNotAllowed = 405, "METHOD_NOT_ALLOWED", "The path exists but not with this method.";
     IdempotencyKeyReused = 409, "IDEMPOTENCY_KEY_REUSED", "The idempotency key was used before with a different body.";
+    // Orders
+    OutTradeNoReused = 409, "OUT_TRADE_NO_REUSED", "The out_trade_no was used before with a different body.";
+    QrCodeInvalid = 400, "QR_CODE_INVALID", "The scanned code is not a paykit payment QR, or it was altered.";
+    OrderExpired = 409, "ORDER_EXPIRED", "The order's payment window has passed.";
+    OrderClosed = 409, "ORDER_CLOSED", "The order was closed and can no longer be paid.";
+    OrderPaid = 409, "ORDER_PAID", "The order is already paid.";
+    OrderStatusInvalid = 409, "ORDER_STATUS_INVALID", "The order's status does not allow this operation.";
+    // Wallet accounts
+    PhoneInvalid = 400, "PHONE_INVALID", "The phone number is not an 11-digit mainland mobile number.";
+    PhoneAlreadyRegistered = 409, "PHONE_ALREADY_REGISTERED", "A wallet with this phone number exists.";
+    PasswordInvalid = 400, "PASSWORD_INVALID", "The login password must be 8 to 64 characters.";
+    LoginFailed = 401, "LOGIN_FAILED", "Wrong phone number or password.";
+    SessionInvalid = 401, "SESSION_INVALID", "No bearer token, or it is unknown or expired: log in again.";
+    IdNumberInvalid = 400, "ID_NUMBER_INVALID", "The resident ID number is malformed, has a wrong check character or an impossible birth date.";
+    RealNameRequired = 403, "REAL_NAME_REQUIRED", "Complete real-name verification first.";
+    RealNameAlreadyVerified = 409, "REAL_NAME_ALREADY_VERIFIED", "The wallet is already verified under other details.";
+    PayPasswordInvalid = 400, "PAY_PASSWORD_INVALID", "A pay password is exactly 6 digits.";
+    PayPasswordWeak = 400, "PAY_PASSWORD_WEAK", "The pay password is too easy to guess.";
+    PayPasswordNotSet = 403, "PAY_PASSWORD_NOT_SET", "Set a pay password first.";
+    PayPasswordWrong = 403, "PAY_PASSWORD_WRONG", "Wrong pay password.";
+    PayPasswordLocked = 423, "PAY_PASSWORD_LOCKED", "Too many wrong pay passwords: paying is locked until unlock_at.";
+    AccountFrozen = 403, "ACCOUNT_FROZEN", "The account is frozen.";
+    // Cards and the bank
+    CardNumberInvalid = 400, "CARD_NUMBER_INVALID", "The card number fails its check digit or has the wrong length.";
+    CardHolderMismatch = 400, "CARD_HOLDER_MISMATCH", "The card holder's name differs from the verified real name.";
+    CardAlreadyBound = 409, "CARD_ALREADY_BOUND", "This card is already bound to the wallet.";
+    CardNotSupported = 400, "CARD_NOT_SUPPORTED", "This card cannot be used for this operation (e.g. a credit card for a top-up).";
+    CardDeclined = 402, "CARD_DECLINED", "The bank declined the card.";
+    CardExpired = 402, "CARD_EXPIRED", "The card has expired.";
+    CardInsufficientFunds = 402, "CARD_INSUFFICIENT_FUNDS", "The bank reports insufficient funds on the card.";
+    // Devices, payment codes and confirmations
+    DeviceProofInvalid = 403, "DEVICE_PROOF_INVALID", "The device confirmation does not verify (wrong device, secret, order or amount).";
+    DeviceProofExpired = 403, "DEVICE_PROOF_EXPIRED", "The device confirmation's device_ts is more than 300 seconds away.";
+    DeviceProofReused = 409, "DEVICE_PROOF_REUSED", "This device already confirmed this order.";
+    DeviceNotEnabled = 403, "DEVICE_NOT_ENABLED", "The device is not enabled to confirm payments.";
+    DeviceSuspended = 403, "DEVICE_SUSPENDED", "The device is suspended after too many failed payment codes.";
+    AuthCodeMalformed = 400, "AUTH_CODE_MALFORMED", "The payment code is not 18 digits starting with 13, or its check digit is wrong (a misread).";
+    AuthCodeInvalid = 400, "AUTH_CODE_INVALID", "The payment code is unknown, wrong or older than 60 seconds.";
+    AuthCodeUsed = 409, "AUTH_CODE_USED", "The payment code was already used.";
+    ConfirmationNotPending = 409, "CONFIRMATION_NOT_PENDING", "The confirmation was already answered or has expired.";
+    IdempotencyKeyInvalid = 400, "IDEMPOTENCY_KEY_INVALID", "The Idempotency-Key header must be 1 to 64 characters of [A-Za-z0-9_-].";
     // Money movement
     InsufficientBalance = 409, "INSUFFICIENT_BALANCE", "The wallet balance does not cover the amount.";
     // Server side

@@ -12,3 +12,9 @@ pub mod time;
 
 pub use error::ErrorCode;
 pub use money::{Currency, Money, MoneyError};
+pub mod luhn;
+pub mod order;
+pub mod payment_code;
+pub mod qr_token;
+pub mod resident_id;
+pub mod wallet;

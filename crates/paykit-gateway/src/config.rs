@@ -53,6 +53,20 @@ pub struct GatewayConfig {
     /// Largest request body accepted on the signed API, in bytes.
     pub max_body_bytes: usize,
     pub database_max_connections: u32,
+    /// Payment-code payments above this wait for the consumer's confirmation.
+    pub micropay_confirm_above: String,
+    /// How long a consumer has to confirm such a payment.
+    pub confirmation_ttl_secs: i64,
+    /// How long a dynamic QR order stays payable when the merchant gives no expire_at.
+    pub order_ttl_secs: i64,
+    /// How long a wallet session lasts.
+    pub session_ttl_secs: i64,
+    /// Failed payment codes a merchant may send in `code_failure_window_secs` before
+    /// further codes are refused with 429.
+    pub merchant_code_failure_limit: i64,
+    /// Failed codes of one device in the window before it is suspended.
+    pub device_code_failure_limit: i64,
+    pub code_failure_window_secs: i64,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +81,13 @@ impl Default for GatewayConfig {
             single_payment_limit: "50000.00".to_owned(),
             max_body_bytes: 16 * 1024 * 1024,
             database_max_connections: 16,
+            micropay_confirm_above: "1000.00".to_owned(),
+            confirmation_ttl_secs: 300,
+            order_ttl_secs: 2 * 3600,
+            session_ttl_secs: 12 * 3600,
+            merchant_code_failure_limit: 20,
+            device_code_failure_limit: 5,
+            code_failure_window_secs: 600,
         }
     }
 }
@@ -79,6 +100,10 @@ pub enum ConfigError {
     Parse { path: String, source: toml::de::Error },
     #[error("single_payment_limit: {0}")]
     Limit(paykit_core::MoneyError),
+    #[error("micropay_confirm_above: {0}")]
+    Threshold(paykit_core::MoneyError),
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
     #[error("tls_cert and tls_key must be given together")]
     TlsPair,
 }
@@ -93,6 +118,19 @@ impl GatewayConfig {
     /// Checks what serde cannot: cross-field rules and parsable amounts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.single_payment_limit_money()?;
+        self.micropay_confirm_above_money()?;
+        for (name, v) in [
+            ("confirmation_ttl_secs", self.confirmation_ttl_secs),
+            ("order_ttl_secs", self.order_ttl_secs),
+            ("session_ttl_secs", self.session_ttl_secs),
+            ("merchant_code_failure_limit", self.merchant_code_failure_limit),
+            ("device_code_failure_limit", self.device_code_failure_limit),
+            ("code_failure_window_secs", self.code_failure_window_secs),
+        ] {
+            if v <= 0 {
+                return Err(ConfigError::NotPositive(name));
+            }
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsPair);
         }
@@ -101,6 +139,10 @@ impl GatewayConfig {
 
     pub fn single_payment_limit_money(&self) -> Result<Money, ConfigError> {
         Money::parse_positive(&self.single_payment_limit, Currency::Cny).map_err(ConfigError::Limit)
+    }
+
+    pub fn micropay_confirm_above_money(&self) -> Result<Money, ConfigError> {
+        Money::parse_positive(&self.micropay_confirm_above, Currency::Cny).map_err(ConfigError::Threshold)
     }
 
     pub fn public_url(&self) -> String {

@@ -12,11 +12,22 @@ use crate::observe::current_request_id;
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Extra fields a client can act on (e.g. `unlock_at`), beside code and message.
+    pub details: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into() }
+        ApiError { code, message: message.into(), details: Vec::new() }
+    }
+
+    pub fn with(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> ApiError {
+        self.details.push((key, value.into()));
+        self
+    }
+
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
+        ApiError::new(ErrorCode::InvalidField, format!("{field}: {why}")).with("field", field)
     }
 
     pub fn not_found(what: &str) -> ApiError {
@@ -42,6 +53,29 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<paykit_store::payments::PayError> for ApiError {
+    fn from(e: paykit_store::payments::PayError) -> Self {
+        use paykit_store::payments::PayError as E;
+        let code = match &e {
+            E::NotFound => return ApiError::not_found("order"),
+            E::Expired => ErrorCode::OrderExpired,
+            E::Closed => ErrorCode::OrderClosed,
+            E::AlreadyPaid => ErrorCode::OrderPaid,
+            E::WrongStatus(_) => ErrorCode::OrderStatusInvalid,
+            E::InsufficientBalance => ErrorCode::InsufficientBalance,
+            E::DeviceProofReused => ErrorCode::DeviceProofReused,
+            E::CodeUsed => ErrorCode::AuthCodeUsed,
+            E::ConfirmationNotPending => ErrorCode::ConfirmationNotPending,
+            E::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            E::Store(_) => {
+                let E::Store(inner) = e else { unreachable!() };
+                return ApiError::from(inner);
+            }
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
 impl From<&paykit_core::MoneyError> for ApiError {
     fn from(e: &paykit_core::MoneyError) -> Self {
         ApiError::new(ErrorCode::from(e), e.to_string())
@@ -51,11 +85,14 @@ impl From<&paykit_core::MoneyError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "code": self.code.as_str(),
             "message": self.message,
             "request_id": current_request_id(),
         });
+        for (key, value) in self.details {
+            body[key] = value;
+        }
         (status, axum::Json(body)).into_response()
     }
 }

@@ -47,3 +47,41 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::new(code, message)
     })
 }
+
+/// Query parameters whose failures are API errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidField, format!("query string: {e}")))
+    }
+}
+
+/// The optional `Idempotency-Key` header of a money-moving POST.
+pub struct IdempotencyKeyHeader(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKeyHeader(None)) };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| {
+                (1..=64).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::IdempotencyKeyInvalid,
+                    "Idempotency-Key must be 1-64 characters of [A-Za-z0-9_-]",
+                )
+            })?;
+        Ok(IdempotencyKeyHeader(Some(key.to_owned())))
+    }
+}

@@ -7,15 +7,19 @@
 
 pub mod app;
 pub mod auth;
+pub mod bank;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod observe;
 pub mod openapi;
+pub mod passwords;
+pub mod qr;
 mod routes;
 pub mod server;
+pub mod wallet_auth;
 
-pub use app::{AppState, router};
+pub use app::{AppState, router, spawn_background_tasks};
 pub use config::{GatewayConfig, Mode};
 pub use error::ApiError;

@@ -8,12 +8,17 @@
 //! ledger operations of several requests can run in one `Tx`, each under its own savepoint
 //! ([`Tx::savepoint`]), so that one request's failure rolls back only its own work.
 
+pub mod bank;
 pub mod ids;
 pub mod ledger;
 pub mod merchants;
 pub mod nonces;
+pub mod orders;
+pub mod payments;
+pub mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod users;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -290,8 +295,14 @@ fn normalise_url(url: &str) -> Result<(Engine, String)> {
 
 fn migrator(engine: Engine) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match engine {
-        Engine::Sqlite => &[(1, "foundation", include_str!("../../../migrations/sqlite/0001_foundation.sql"))],
-        Engine::Postgres => &[(1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql"))],
+        Engine::Sqlite => &[
+            (1, "foundation", include_str!("../../../migrations/sqlite/0001_foundation.sql")),
+            (2, "pay", include_str!("../../../migrations/sqlite/0002_pay.sql")),
+        ],
+        Engine::Postgres => &[
+            (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
+            (2, "pay", include_str!("../../../migrations/postgres/0002_pay.sql")),
+        ],
     };
     Migrator::with_migrations(
         files

@@ -1,0 +1,42 @@
+//! Bearer sessions for the wallet API (`/wallet/v1/*`). Tokens are random; only their
+//! SHA-256 digest is stored, so a database leak does not leak sessions.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use paykit_core::ErrorCode;
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// The logged-in wallet user. Handlers take it with `Extension<WalletUser>`.
+#[derive(Debug, Clone)]
+pub struct WalletUser {
+    pub user_id: String,
+}
+
+pub fn token_digest(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn require_session(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let invalid =
+        || ApiError::new(ErrorCode::SessionInvalid, "send Authorization: Bearer TOKEN from POST /wallet/v1/sessions");
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .ok_or_else(invalid)?;
+    let user_id = state.store().session_user(&token_digest(token), state.clock().now()).await?.ok_or_else(invalid)?;
+    req.extensions_mut().insert(WalletUser { user_id });
+    Ok(next.run(req).await)
+}

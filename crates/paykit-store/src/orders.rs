@@ -1,0 +1,235 @@
+//! Orders: created by merchants (dynamic QR) or by a scanned payment code (micropay).
+
+use paykit_core::order::OrderStatus;
+use paykit_core::time::Timestamp;
+use paykit_core::{Currency, Money};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError, Tx};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    pub merchant_id: String,
+    pub out_trade_no: String,
+    pub kind: String,
+    pub amount: Money,
+    pub description: String,
+    pub notify_url: Option<String>,
+    pub status: OrderStatus,
+    pub request_digest: String,
+    pub expire_at: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+    pub payer_user_id: Option<String>,
+    /// `balance`, or the id of the card that paid.
+    pub funding: Option<String>,
+    pub device_id: Option<String>,
+}
+
+pub(crate) const ORDER_COLUMNS: &str = "id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, \
+     status, request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id";
+
+pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order> {
+    let corrupt = |e: String| StoreError::Corrupt(e);
+    let currency: Currency = r.try_get::<String, _>(5)?.parse().map_err(|e| corrupt(format!("{e}")))?;
+    Ok(Order {
+        id: r.try_get(0)?,
+        merchant_id: r.try_get(1)?,
+        out_trade_no: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        amount: Money::from_minor(r.try_get(4)?, currency).map_err(|e| corrupt(e.to_string()))?,
+        description: r.try_get(6)?,
+        notify_url: r.try_get(7)?,
+        status: r.try_get::<String, _>(8)?.parse().map_err(corrupt)?,
+        request_digest: r.try_get(9)?,
+        expire_at: Timestamp::from_unix_micros(r.try_get(10)?),
+        created_at: Timestamp::from_unix_micros(r.try_get(11)?),
+        updated_at: Timestamp::from_unix_micros(r.try_get(12)?),
+        paid_at: r.try_get::<Option<i64>, _>(13)?.map(Timestamp::from_unix_micros),
+        payer_user_id: r.try_get(14)?,
+        funding: r.try_get(15)?,
+        device_id: r.try_get(16)?,
+    })
+}
+
+/// What the caller gets from an idempotent create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(Order),
+    /// An order with this out_trade_no already existed; the caller compares digests.
+    Existing(Order),
+}
+
+/// Filters for a merchant's order list; `before` pages backwards through `created_at`.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub before: Option<(Timestamp, String)>,
+    pub limit: i64,
+}
+
+impl Tx {
+    /// Inserts `order` unless the merchant already has one with its out_trade_no.
+    pub async fn insert_order(&mut self, order: &Order) -> Result<Created> {
+        let inserted = sqlx::query(
+            "INSERT INTO orders (id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, status, \
+               request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             ON CONFLICT (merchant_id, out_trade_no) DO NOTHING",
+        )
+        .bind(&order.id)
+        .bind(&order.merchant_id)
+        .bind(&order.out_trade_no)
+        .bind(&order.kind)
+        .bind(order.amount.minor_units())
+        .bind(order.amount.currency().code())
+        .bind(&order.description)
+        .bind(order.notify_url.as_deref())
+        .bind(order.status.as_str())
+        .bind(&order.request_digest)
+        .bind(order.expire_at.unix_micros())
+        .bind(order.created_at.unix_micros())
+        .bind(order.updated_at.unix_micros())
+        .bind(order.paid_at.map(Timestamp::unix_micros))
+        .bind(order.payer_user_id.as_deref())
+        .bind(order.funding.as_deref())
+        .bind(order.device_id.as_deref())
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Created::New(order.clone()));
+        }
+        let existing = self
+            .order_by_out_trade_no(&order.merchant_id, &order.out_trade_no)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))?;
+        Ok(Created::Existing(existing))
+    }
+
+    pub async fn order(&mut self, order_id: &str) -> Result<Option<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(self.conn()).await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    async fn order_by_out_trade_no(&mut self, merchant_id: &str, out_trade_no: &str) -> Result<Option<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND out_trade_no = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(merchant_id)
+            .bind(out_trade_no)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// Moves an order from `from` to `to` if it is still in `from`. Returns whether it moved.
+    pub async fn transition_order(
+        &mut self,
+        order_id: &str,
+        from: OrderStatus,
+        to: OrderStatus,
+        now: Timestamp,
+    ) -> Result<bool> {
+        assert!(from.can_become(to), "{from} → {to} is not an order transition");
+        let n = sqlx::query("UPDATE orders SET status = $1, updated_at_us = $2 WHERE id = $3 AND status = $4")
+            .bind(to.as_str())
+            .bind(now.unix_micros())
+            .bind(order_id)
+            .bind(from.as_str())
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+impl Store {
+    /// Creates an order, or returns the merchant's existing one with the same out_trade_no.
+    pub async fn create_order(&self, order: &Order) -> Result<Created> {
+        let mut tx = self.begin().await?;
+        let created = tx.insert_order(order).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// An order as its merchant sees it (another merchant's id is simply not found).
+    pub async fn merchant_order(&self, merchant_id: &str, order_id: &str) -> Result<Option<Order>> {
+        Ok(self.order(order_id).await?.filter(|o| o.merchant_id == merchant_id))
+    }
+
+    pub async fn order(&self, order_id: &str) -> Result<Option<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(self.reader()).await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    pub async fn order_by_out_trade_no(&self, merchant_id: &str, out_trade_no: &str) -> Result<Option<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND out_trade_no = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(merchant_id)
+            .bind(out_trade_no)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// Closes an unpaid order. Returns the order as it now stands.
+    pub async fn close_order(&self, merchant_id: &str, order_id: &str, now: Timestamp) -> Result<Option<Order>> {
+        let mut tx = self.begin().await?;
+        let Some(order) = tx.order(order_id).await?.filter(|o| o.merchant_id == merchant_id) else {
+            return Ok(None);
+        };
+        if order.status == OrderStatus::NotPay {
+            tx.transition_order(order_id, OrderStatus::NotPay, OrderStatus::Closed, now).await?;
+        }
+        let order = tx.order(order_id).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// A page of the merchant's orders, newest first.
+    pub async fn list_orders(&self, merchant_id: &str, filter: &OrderFilter) -> Result<Vec<Order>> {
+        let mut sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1");
+        let mut n = 1;
+        let mut next = |clause: &str| {
+            n += 1;
+            format!(" AND {}", clause.replace('?', &format!("${n}")))
+        };
+        if filter.status.is_some() {
+            sql += &next("status = ?");
+        }
+        if filter.from.is_some() {
+            sql += &next("created_at_us >= ?");
+        }
+        if filter.to.is_some() {
+            sql += &next("created_at_us < ?");
+        }
+        if filter.before.is_some() {
+            let a = next("(created_at_us < ?");
+            n += 1;
+            sql += &format!("{a} OR (created_at_us = ${} AND id < ${}))", n - 1, n);
+        }
+        sql += &format!(" ORDER BY created_at_us DESC, id DESC LIMIT ${}", n + 1);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(merchant_id);
+        if let Some(s) = filter.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(t) = filter.from {
+            q = q.bind(t.unix_micros());
+        }
+        if let Some(t) = filter.to {
+            q = q.bind(t.unix_micros());
+        }
+        if let Some((t, id)) = &filter.before {
+            q = q.bind(t.unix_micros()).bind(id.clone());
+        }
+        let rows = q.bind(filter.limit).fetch_all(self.reader()).await?;
+        rows.iter().map(order_from_row).collect()
+    }
+}

@@ -1,0 +1,558 @@
+//! The transactions that move money for payments. Each is one database transaction that
+//! changes the business state, posts the journal entry and writes the consumer's record
+//! together; the conditional status updates make each payment happen at most once.
+
+use paykit_core::Money;
+use paykit_core::ledger::{AccountKind, EntryKind, JournalEntry};
+use paykit_core::order::OrderStatus;
+use paykit_core::time::Timestamp;
+use sqlx::Row;
+
+use crate::ledger::Owner;
+use crate::orders::{Created, Order};
+use crate::{Result, Store, StoreError, Tx, ids};
+
+/// Where the money for a payment comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Funding {
+    Balance,
+    /// A bound card, with what the bank answered.
+    Card {
+        card_id: String,
+        bank: BankAnswer,
+    },
+}
+
+impl Funding {
+    pub fn label(&self) -> &str {
+        match self {
+            Funding::Balance => "balance",
+            Funding::Card { card_id, .. } => card_id,
+        }
+    }
+}
+
+/// A bank's answer to a debit it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BankAnswer {
+    Approved,
+    /// The bank did not answer in time; the operation settles at `settle_at`.
+    Processing {
+        settle_at: Timestamp,
+    },
+}
+
+/// An Idempotency-Key claimed in the same transaction as the money it moves.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub scope: String,
+    pub key: String,
+    pub request_digest: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("no such order")]
+    NotFound,
+    #[error("the order has expired")]
+    Expired,
+    #[error("the order is closed")]
+    Closed,
+    #[error("the order is already paid")]
+    AlreadyPaid,
+    #[error("the order is {0}")]
+    WrongStatus(OrderStatus),
+    #[error("insufficient balance")]
+    InsufficientBalance,
+    #[error("this device already confirmed this order")]
+    DeviceProofReused,
+    #[error("the payment code was already used")]
+    CodeUsed,
+    #[error("the confirmation is no longer pending")]
+    ConfirmationNotPending,
+    #[error("the idempotency key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for PayError {
+    fn from(e: sqlx::Error) -> Self {
+        PayError::Store(StoreError::Database(e))
+    }
+}
+
+/// A consumer paying a merchant's dynamic-QR order.
+pub struct PayOrder<'a> {
+    pub order_id: &'a str,
+    pub user_id: &'a str,
+    pub funding: Funding,
+    /// The device whose confirmation authorised this payment (each confirms an order once).
+    pub confirmed_by_device: Option<&'a str>,
+    pub idempotency: Option<IdempotencyKey>,
+    pub now: Timestamp,
+}
+
+/// A merchant-scanned payment, already checked against the device's secret.
+pub struct Micropay<'a> {
+    /// The order to create, in `USERPAYING` (needs confirmation) or `SUCCESS`.
+    pub order: Order,
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub time_step: i64,
+    pub confirmation_expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub enum MicropayOutcome {
+    Paid(Order),
+    AwaitingConfirmation(Order),
+    /// The merchant already had this out_trade_no: the caller compares request digests.
+    Existing(Order),
+}
+
+/// The sandbox bank's account in the ledger: money entering and leaving the system.
+pub const BANK_OWNER: Owner<'static> = Owner { owner_type: "bank", owner_id: "sandbox" };
+
+impl Tx {
+    async fn account(&mut self, owner: Owner<'_>, kind: AccountKind, amount: Money, now: Timestamp) -> Result<String> {
+        Ok(self.open_account(owner, kind, amount.currency(), now).await?.id)
+    }
+
+    /// Posts `amount` from one party's account to another's.
+    async fn move_money(
+        &mut self,
+        kind: EntryKind,
+        reference: &str,
+        from: (Owner<'_>, AccountKind),
+        to: (Owner<'_>, AccountKind),
+        amount: Money,
+        now: Timestamp,
+    ) -> Result<String> {
+        let from = self.account(from.0, from.1, amount, now).await?;
+        let to = self.account(to.0, to.1, amount, now).await?;
+        let entry = JournalEntry::transfer(kind, reference, &from, &to, amount)
+            .map_err(|e| StoreError::Corrupt(format!("unbuildable entry: {e}")))?;
+        self.post_entry(&entry, now).await
+    }
+
+    /// Writes or updates the consumer's record of a business object.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_record(
+        &mut self,
+        user_id: &str,
+        kind: &str,
+        reference_id: &str,
+        title: &str,
+        signed_amount_minor: i64,
+        funding: &str,
+        status: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO records (id, user_id, kind, reference_id, title, amount_minor, currency, funding, status, created_at_us, updated_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'CNY', $7, $8, $9, $9) \
+             ON CONFLICT (user_id, kind, reference_id) DO UPDATE SET status = excluded.status, updated_at_us = excluded.updated_at_us",
+        )
+        .bind(ids::new_id("rec"))
+        .bind(user_id)
+        .bind(kind)
+        .bind(reference_id)
+        .bind(title)
+        .bind(signed_amount_minor)
+        .bind(funding)
+        .bind(status)
+        .bind(now.unix_micros())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Claims an idempotency key for `resource_id`. `Ok(None)` when newly claimed;
+    /// `Ok(Some(id))` when the same request was made before (answer with that resource).
+    pub async fn claim_idempotency_key(
+        &mut self,
+        key: &IdempotencyKey,
+        resource_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, PayError> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, idem_key, request_digest, resource_id, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, idem_key) DO NOTHING",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(&key.request_digest)
+        .bind(resource_id)
+        .bind(now.unix_micros())
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let row =
+            sqlx::query("SELECT request_digest, resource_id FROM idempotency_keys WHERE scope = $1 AND idem_key = $2")
+                .bind(&key.scope)
+                .bind(&key.key)
+                .fetch_one(self.conn())
+                .await?;
+        let (digest, resource): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        if digest != key.request_digest {
+            return Err(PayError::IdempotencyKeyReused);
+        }
+        Ok(Some(resource))
+    }
+
+    async fn merchant_name(&mut self, merchant_id: &str) -> Result<String> {
+        Ok(sqlx::query_scalar("SELECT name FROM merchants WHERE id = $1")
+            .bind(merchant_id)
+            .fetch_one(self.conn())
+            .await?)
+    }
+}
+
+fn status_error(order: &Order, now: Timestamp) -> PayError {
+    match order.status {
+        OrderStatus::Success | OrderStatus::UserPaying => PayError::AlreadyPaid,
+        OrderStatus::Closed => PayError::Closed,
+        OrderStatus::NotPay if order.expire_at <= now => PayError::Expired,
+        other => PayError::WrongStatus(other),
+    }
+}
+
+impl Store {
+    /// A consumer pays an order. Paying again an order this consumer already paid (a
+    /// retry after a lost answer) returns it as it stands instead of charging twice.
+    pub async fn pay_order(&self, p: PayOrder<'_>) -> Result<Order, PayError> {
+        let mut tx = self.begin().await?;
+        let order = tx.order(p.order_id).await?.ok_or(PayError::NotFound)?;
+        if let Some(key) = &p.idempotency {
+            if let Some(previous) = tx.claim_idempotency_key(key, &order.id, p.now).await? {
+                tx.rollback().await?;
+                return self.order(&previous).await?.ok_or(PayError::NotFound);
+            }
+        }
+        let mine = order.payer_user_id.as_deref() == Some(p.user_id);
+        if mine && matches!(order.status, OrderStatus::Success | OrderStatus::UserPaying) {
+            tx.rollback().await?;
+            return Ok(order);
+        }
+        if order.status != OrderStatus::NotPay || order.expire_at <= p.now {
+            return Err(status_error(&order, p.now));
+        }
+        if let Some(device_id) = p.confirmed_by_device {
+            let fresh = sqlx::query(
+                "INSERT INTO device_proofs_used (order_id, device_id, used_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&order.id)
+            .bind(device_id)
+            .bind(p.now.unix_micros())
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+            if fresh == 0 {
+                return Err(PayError::DeviceProofReused);
+            }
+        }
+        let pending = matches!(p.funding, Funding::Card { bank: BankAnswer::Processing { .. }, .. });
+        let status = if pending { OrderStatus::UserPaying } else { OrderStatus::Success };
+        let moved = sqlx::query(
+            "UPDATE orders SET status = $1, paid_at_us = $2, payer_user_id = $3, funding = $4, updated_at_us = $5 \
+             WHERE id = $6 AND status = 'NOTPAY' AND expire_at_us > $5",
+        )
+        .bind(status.as_str())
+        .bind((!pending).then_some(p.now.unix_micros()))
+        .bind(p.user_id)
+        .bind(p.funding.label())
+        .bind(p.now.unix_micros())
+        .bind(&order.id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            // Another transaction changed it between our read and our update.
+            let now_order = tx.order(&order.id).await?.ok_or(PayError::NotFound)?;
+            return Err(status_error(&now_order, p.now));
+        }
+        let merchant =
+            (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
+        match &p.funding {
+            Funding::Balance => {
+                let wallet = (Owner { owner_type: "user", owner_id: p.user_id }, AccountKind::WalletBalance);
+                match tx.move_money(EntryKind::Payment, &order.id, wallet, merchant, order.amount, p.now).await {
+                    Err(StoreError::InsufficientFunds { .. }) => return Err(PayError::InsufficientBalance),
+                    other => other?,
+                };
+            }
+            Funding::Card { card_id, bank } => {
+                let (op_status, settle_at) = match bank {
+                    BankAnswer::Approved => ("SUCCESS", None),
+                    BankAnswer::Processing { settle_at } => ("PROCESSING", Some(settle_at.unix_micros())),
+                };
+                tx.insert_bank_operation(
+                    "payment",
+                    p.user_id,
+                    card_id,
+                    order.amount,
+                    &order.id,
+                    op_status,
+                    settle_at,
+                    p.now,
+                )
+                .await?;
+                if !pending {
+                    tx.move_money(
+                        EntryKind::Payment,
+                        &order.id,
+                        (BANK_OWNER, AccountKind::External),
+                        merchant,
+                        order.amount,
+                        p.now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        let title = tx.merchant_name(&order.merchant_id).await?;
+        tx.put_record(
+            p.user_id,
+            "payment",
+            &order.id,
+            &title,
+            -order.amount.minor_units(),
+            p.funding.label(),
+            status.as_str(),
+            p.now,
+        )
+        .await?;
+        let paid = tx.order(&order.id).await?.ok_or(PayError::NotFound)?;
+        tx.commit().await?;
+        Ok(paid)
+    }
+
+    /// A merchant-scanned payment: creates the order, spends the code, and either pays
+    /// from the balance or leaves the order waiting for the consumer's confirmation.
+    pub async fn micropay(&self, m: Micropay<'_>) -> Result<MicropayOutcome, PayError> {
+        let now = m.order.created_at;
+        let mut tx = self.begin().await?;
+        let order = match tx.insert_order(&m.order).await? {
+            Created::New(order) => order,
+            Created::Existing(existing) => {
+                tx.rollback().await?;
+                return Ok(MicropayOutcome::Existing(existing));
+            }
+        };
+        let fresh = sqlx::query(
+            "INSERT INTO used_payment_codes (device_id, time_step, order_id, used_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(m.device_id)
+        .bind(m.time_step)
+        .bind(&order.id)
+        .bind(now.unix_micros())
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            return Err(PayError::CodeUsed);
+        }
+        let title = tx.merchant_name(&order.merchant_id).await?;
+        if let Some(expires_at) = m.confirmation_expires_at {
+            sqlx::query(
+                "INSERT INTO confirmations (id, user_id, order_id, kind, status, expires_at_us, created_at_us) \
+                 VALUES ($1, $2, $3, 'micropay', 'PENDING', $4, $5)",
+            )
+            .bind(ids::new_id("cfm"))
+            .bind(m.user_id)
+            .bind(&order.id)
+            .bind(expires_at.unix_micros())
+            .bind(now.unix_micros())
+            .execute(tx.conn())
+            .await?;
+            tx.put_record(
+                m.user_id,
+                "payment",
+                &order.id,
+                &title,
+                -order.amount.minor_units(),
+                "balance",
+                "USERPAYING",
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(MicropayOutcome::AwaitingConfirmation(order));
+        }
+        let wallet = (Owner { owner_type: "user", owner_id: m.user_id }, AccountKind::WalletBalance);
+        let merchant =
+            (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
+        match tx.move_money(EntryKind::Payment, &order.id, wallet, merchant, order.amount, now).await {
+            Err(StoreError::InsufficientFunds { .. }) => return Err(PayError::InsufficientBalance),
+            other => other?,
+        };
+        tx.put_record(m.user_id, "payment", &order.id, &title, -order.amount.minor_units(), "balance", "SUCCESS", now)
+            .await?;
+        tx.commit().await?;
+        Ok(MicropayOutcome::Paid(order))
+    }
+
+    /// The consumer answers a pending confirmation: `accept` pays from the balance,
+    /// otherwise the order fails.
+    pub async fn answer_confirmation(
+        &self,
+        confirmation_id: &str,
+        user_id: &str,
+        accept: bool,
+        now: Timestamp,
+    ) -> Result<Order, PayError> {
+        let mut tx = self.begin().await?;
+        let order_id: Option<String> =
+            sqlx::query_scalar("SELECT order_id FROM confirmations WHERE id = $1 AND user_id = $2")
+                .bind(confirmation_id)
+                .bind(user_id)
+                .fetch_optional(tx.conn())
+                .await?;
+        let order_id = order_id.ok_or(PayError::NotFound)?;
+        let answered = sqlx::query(
+            "UPDATE confirmations SET status = $1, answered_at_us = $2 WHERE id = $3 AND status = 'PENDING' AND expires_at_us > $2",
+        )
+        .bind(if accept { "CONFIRMED" } else { "DECLINED" })
+        .bind(now.unix_micros())
+        .bind(confirmation_id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if answered == 0 {
+            return Err(PayError::ConfirmationNotPending);
+        }
+        let order = tx.order(&order_id).await?.ok_or(PayError::NotFound)?;
+        let to = if accept { OrderStatus::Success } else { OrderStatus::PayError };
+        if !tx.transition_order(&order_id, OrderStatus::UserPaying, to, now).await? {
+            return Err(PayError::ConfirmationNotPending);
+        }
+        if accept {
+            sqlx::query("UPDATE orders SET paid_at_us = $1 WHERE id = $2")
+                .bind(now.unix_micros())
+                .bind(&order_id)
+                .execute(tx.conn())
+                .await?;
+            let wallet = (Owner { owner_type: "user", owner_id: user_id }, AccountKind::WalletBalance);
+            let merchant =
+                (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
+            match tx.move_money(EntryKind::Payment, &order_id, wallet, merchant, order.amount, now).await {
+                Err(StoreError::InsufficientFunds { .. }) => return Err(PayError::InsufficientBalance),
+                other => other?,
+            };
+        }
+        let title = tx.merchant_name(&order.merchant_id).await?;
+        tx.put_record(user_id, "payment", &order_id, &title, -order.amount.minor_units(), "balance", to.as_str(), now)
+            .await?;
+        let order = tx.order(&order_id).await?.ok_or(PayError::NotFound)?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// The confirmations waiting for a consumer: (id, order, expires_at).
+    pub async fn pending_confirmations(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Order, Timestamp)>> {
+        let rows = sqlx::query(
+            "SELECT id, order_id, expires_at_us FROM confirmations WHERE user_id = $1 AND status = 'PENDING' AND expires_at_us > $2 \
+             ORDER BY created_at_us",
+        )
+        .bind(user_id)
+        .bind(now.unix_micros())
+        .fetch_all(self.reader())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let order_id: String = r.try_get(1)?;
+            if let Some(order) = self.order(&order_id).await? {
+                out.push((r.try_get(0)?, order, Timestamp::from_unix_micros(r.try_get(2)?)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The merchant reverses (撤销) a payment-code order: a waiting one is cancelled, a
+    /// paid one is returned to the consumer's balance in full. Reversing twice is harmless.
+    pub async fn reverse_order(&self, merchant_id: &str, order_id: &str, now: Timestamp) -> Result<Order, PayError> {
+        let mut tx = self.begin().await?;
+        let order = tx.order(order_id).await?.filter(|o| o.merchant_id == merchant_id).ok_or(PayError::NotFound)?;
+        if order.kind != "micropay" {
+            return Err(PayError::WrongStatus(order.status));
+        }
+        match order.status {
+            OrderStatus::Revoked => {
+                tx.rollback().await?;
+                return Ok(order);
+            }
+            OrderStatus::UserPaying | OrderStatus::Success => {}
+            other => return Err(PayError::WrongStatus(other)),
+        }
+        if !tx.transition_order(order_id, order.status, OrderStatus::Revoked, now).await? {
+            let current = tx.order(order_id).await?.ok_or(PayError::NotFound)?;
+            return Err(PayError::WrongStatus(current.status));
+        }
+        sqlx::query("UPDATE confirmations SET status = 'EXPIRED', answered_at_us = $1 WHERE order_id = $2 AND status = 'PENDING'")
+            .bind(now.unix_micros())
+            .bind(order_id)
+            .execute(tx.conn())
+            .await?;
+        let user_id =
+            order.payer_user_id.clone().ok_or_else(|| StoreError::Corrupt("micropay order without payer".into()))?;
+        if order.status == OrderStatus::Success {
+            let merchant = (Owner { owner_type: "merchant", owner_id: merchant_id }, AccountKind::MerchantSettlement);
+            let wallet = (Owner { owner_type: "user", owner_id: &user_id }, AccountKind::WalletBalance);
+            tx.move_money(EntryKind::Refund, order_id, merchant, wallet, order.amount, now).await?;
+        }
+        let title = tx.merchant_name(merchant_id).await?;
+        tx.put_record(&user_id, "payment", order_id, &title, -order.amount.minor_units(), "balance", "REVOKED", now)
+            .await?;
+        let order = tx.order(order_id).await?.ok_or(PayError::NotFound)?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Counts a failed payment code for a merchant (and the device, when known).
+    pub async fn record_code_failure(&self, merchant_id: &str, device_id: Option<&str>, now: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO payment_code_failures (id, merchant_id, device_id, at_us) VALUES ($1, $2, $3, $4)")
+            .bind(ids::new_id("pcf"))
+            .bind(merchant_id)
+            .bind(device_id)
+            .bind(now.unix_micros())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    /// Failed payment codes since `since`, for a merchant and for a device.
+    pub async fn code_failures_since(
+        &self,
+        merchant_id: Option<&str>,
+        device_id: Option<&str>,
+        since: Timestamp,
+    ) -> Result<i64> {
+        let count = match (merchant_id, device_id) {
+            (Some(m), _) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM payment_code_failures WHERE merchant_id = $1 AND at_us >= $2")
+                    .bind(m)
+                    .bind(since.unix_micros())
+                    .fetch_one(self.reader())
+                    .await?
+            }
+            (None, Some(d)) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM payment_code_failures WHERE device_id = $1 AND at_us >= $2")
+                    .bind(d)
+                    .bind(since.unix_micros())
+                    .fetch_one(self.reader())
+                    .await?
+            }
+            (None, None) => 0,
+        };
+        Ok(count)
+    }
+}
