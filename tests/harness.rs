@@ -248,3 +248,149 @@ macro_rules! e2e_tests {
         }
     };
 }
+
+/// A consumer with a verified wallet, a pay password and a bound debit card.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub user_id: String,
+    pub phone: String,
+    pub token: String,
+    pub name: String,
+    pub pay_password: String,
+    pub card_id: String,
+}
+
+/// A valid 18-character resident ID for someone born on 1990-03-07.
+pub fn resident_id(seq: u32) -> String {
+    let first17 = format!("44030419900307{:03}", seq % 1000);
+    format!("{first17}{}", paykit_core::resident_id::check_character(&first17).unwrap())
+}
+
+pub fn random_phone() -> String {
+    let digits: String =
+        paykit_store::ids::random_base32(16).bytes().map(|b| char::from(b'0' + b % 10)).take(8).collect();
+    format!("139{digits}")
+}
+
+impl Gateway {
+    /// A wallet API call with an optional bearer token.
+    pub async fn wallet(&self, method: &str, path: &str, token: Option<&str>, body: serde_json::Value) -> Reply {
+        self.wallet_with(method, path, token, body, None).await
+    }
+
+    pub async fn wallet_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
+            req = req.json(&body);
+        }
+        Reply::read(req.send().await.expect("gateway answers")).await
+    }
+
+    /// Registers, logs in, verifies, sets pay password 135790 and binds the always-good
+    /// debit card.
+    pub async fn new_consumer(&self, name: &str) -> Consumer {
+        let phone = random_phone();
+        let r = self
+            .wallet("POST", "/wallet/v1/users", None, serde_json::json!({"phone": phone, "password": "correct horse"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let r = self
+            .wallet(
+                "POST",
+                "/wallet/v1/sessions",
+                None,
+                serde_json::json!({"phone": phone, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let (token, user_id) =
+            (r.json()["token"].as_str().unwrap().to_owned(), r.json()["user_id"].as_str().unwrap().to_owned());
+        let seq = u32::from_str_radix(&phone[7..], 10).unwrap();
+        let r = self
+            .wallet(
+                "POST",
+                "/wallet/v1/real-name",
+                Some(&token),
+                serde_json::json!({"name": name, "id_number": resident_id(seq)}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = self
+            .wallet("PUT", "/wallet/v1/pay-password", Some(&token), serde_json::json!({"pay_password": "135790"}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = self
+            .wallet(
+                "POST",
+                "/wallet/v1/cards",
+                Some(&token),
+                serde_json::json!({"card_number": "6222000000000009", "holder_name": name}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let card_id = r.json()["card_id"].as_str().unwrap().to_owned();
+        Consumer { user_id, phone, token, name: name.to_owned(), pay_password: "135790".to_owned(), card_id }
+    }
+
+    pub async fn top_up(&self, c: &Consumer, amount: &str) {
+        let r = self
+            .wallet(
+                "POST",
+                "/wallet/v1/top-ups",
+                Some(&c.token),
+                serde_json::json!({"card_id": c.card_id, "amount": amount, "pay_password": c.pay_password}),
+            )
+            .await;
+        assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("SUCCESS")), "{}", r.body);
+    }
+
+    pub async fn balance(&self, c: &Consumer) -> String {
+        self.wallet("GET", "/wallet/v1/balance", Some(&c.token), serde_json::Value::Null).await.json()["balance"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Creates a dynamic-QR order and returns its JSON.
+    pub async fn create_order(&self, creds: &Credentials, out_trade_no: &str, amount: &str) -> serde_json::Value {
+        let body = serde_json::json!({"out_trade_no": out_trade_no, "amount": amount, "description": "Jasmine tea"})
+            .to_string();
+        let r = self.signed(creds, "POST", "/v1/orders", &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()
+    }
+
+    /// `paykit ledger verify` must pass.
+    pub fn assert_ledger_verifies(&self) {
+        let out = self.cli(&["ledger", "verify"]);
+        assert!(out.status.success(), "ledger verify failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+/// Decodes the single QR code in a PNG with a real QR decoder.
+pub fn decode_qr_png(png_bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("buffer size")];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let (w, h) = (info.width as usize, info.height as usize);
+    let channels = buf.len() / (w * h);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[(y * w + x) * channels]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the picture");
+    grids[0].decode().expect("the QR decodes").1
+}

@@ -229,10 +229,10 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         _ => bail!("--tls-cert and --tls-key must be given together"),
     };
     let mut config = config;
-    let state = AppState::new(store.clone(), config.clone()).await?;
-    let server = BoundServer::bind(config.listen, tls, state.clone()).await?;
-    // With `--listen …:0` the real port is only known now.
+    let server = BoundServer::bind(config.listen, tls).await?;
+    // With `--listen …:0` the real port is only known now, and code_urls need it.
     config.listen = server.local_addr()?;
+    let state = AppState::new(store.clone(), config.clone()).await?;
     let url = config.public_url();
     println!(
         "paykit gateway ({mode}) listening on {url}\n  database: {db}\n  health:   {url}/healthz\n  API docs: {url}/openapi.json\n  \
@@ -240,8 +240,8 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         mode = config.mode.as_str(),
         db = redact_url(&config.database_url),
     );
-    paykit_gateway::spawn_background_tasks(state);
-    server.serve(shutdown_signal(), Duration::from_secs(30)).await?;
+    paykit_gateway::spawn_background_tasks(state.clone());
+    server.serve(state, shutdown_signal(), Duration::from_secs(30)).await?;
     store.close().await;
     Ok(())
 }

@@ -48,13 +48,13 @@ impl AppState {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(AppState {
             inner: Arc::new(Inner {
+                bank: Arc::new(SandboxBank { slow_card_secs: config.sandbox_slow_card_secs }),
                 single_payment_limit: config.single_payment_limit_money()?,
                 micropay_confirm_above: config.micropay_confirm_above_money()?,
                 store,
                 clock,
                 config,
                 metrics: observe::metrics_handle(),
-                bank: Arc::new(SandboxBank),
                 passwords: PasswordHashing::new(cores, 8 * cores),
                 qr_key,
                 fingerprint_key,

@@ -76,12 +76,12 @@ pub trait BankConnector: Send + Sync + 'static {
     ) -> Result<BankAnswer, BankRefusal>;
 }
 
-/// How long the sandbox's slow card (`…1197`) keeps an operation `PROCESSING`.
-pub const SANDBOX_SLOW_SECS: i64 = 30;
-
 /// The sandbox bank. Its tokens name the test card's behaviour (that is the sandbox
 /// bank's own record of the card) and a random part; the number itself is not kept.
-pub struct SandboxBank;
+pub struct SandboxBank {
+    /// How long the slow card (`…1197`) keeps an operation `PROCESSING` (30 s by default).
+    pub slow_card_secs: i64,
+}
 
 const BEHAVIOURS: &[(&str, &str, CardKind)] = &[
     ("6222000000000025", "declined", CardKind::Debit),
@@ -121,7 +121,7 @@ impl BankConnector for SandboxBank {
             ("declined", _) => Err(BankRefusal::Declined),
             ("nofunds", _) => Err(BankRefusal::InsufficientFunds),
             ("expired", _) => Err(BankRefusal::Expired),
-            ("slow", _) => Ok(BankAnswer::Processing { settle_at: now.plus_secs(SANDBOX_SLOW_SECS) }),
+            ("slow", _) => Ok(BankAnswer::Processing { settle_at: now.plus_secs(self.slow_card_secs) }),
             ("credit" | "creditnorepay", DebitPurpose::TopUp) => Err(BankRefusal::NotSupported),
             _ => Ok(BankAnswer::Approved),
         }
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn every_test_card_behaves_as_documented() {
-        let bank = SandboxBank;
+        let bank = SandboxBank { slow_card_secs: 30 };
         let now = Timestamp::from_unix_secs(1_000);
         let amount = Money::parse("1.00", paykit_core::Currency::Cny).unwrap();
         let debit = |number: &str, purpose| bank.debit(&bank.bind(number).unwrap().token, amount, purpose, now);

@@ -67,6 +67,8 @@ pub struct GatewayConfig {
     /// Failed codes of one device in the window before it is suspended.
     pub device_code_failure_limit: i64,
     pub code_failure_window_secs: i64,
+    /// How long the sandbox bank's slow card (`6222000000001197`) takes to answer.
+    pub sandbox_slow_card_secs: i64,
 }
 
 impl Default for GatewayConfig {
@@ -88,6 +90,7 @@ impl Default for GatewayConfig {
             merchant_code_failure_limit: 20,
             device_code_failure_limit: 5,
             code_failure_window_secs: 600,
+            sandbox_slow_card_secs: 30,
         }
     }
 }
@@ -126,6 +129,7 @@ impl GatewayConfig {
             ("merchant_code_failure_limit", self.merchant_code_failure_limit),
             ("device_code_failure_limit", self.device_code_failure_limit),
             ("code_failure_window_secs", self.code_failure_window_secs),
+            ("sandbox_slow_card_secs", self.sandbox_slow_card_secs),
         ] {
             if v <= 0 {
                 return Err(ConfigError::NotPositive(name));

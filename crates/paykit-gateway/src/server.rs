@@ -23,11 +23,10 @@ pub struct TlsFiles {
 pub struct BoundServer {
     listener: TcpListener,
     tls: Option<RustlsConfig>,
-    state: AppState,
 }
 
 impl BoundServer {
-    pub async fn bind(addr: SocketAddr, tls: Option<TlsFiles>, state: AppState) -> anyhow::Result<BoundServer> {
+    pub async fn bind(addr: SocketAddr, tls: Option<TlsFiles>) -> anyhow::Result<BoundServer> {
         install_crypto_provider();
         let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         listener.set_nonblocking(true)?;
@@ -41,7 +40,7 @@ impl BoundServer {
             })?),
             None => None,
         };
-        Ok(BoundServer { listener, tls, state })
+        Ok(BoundServer { listener, tls })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -52,6 +51,7 @@ impl BoundServer {
     /// finish (for at most `grace`).
     pub async fn serve(
         self,
+        state: AppState,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         grace: Duration,
     ) -> anyhow::Result<()> {
@@ -62,7 +62,7 @@ impl BoundServer {
             tracing::info!("shutting down: finishing in-flight requests");
             signal_handle.graceful_shutdown(Some(grace));
         });
-        let app = router(self.state).into_make_service();
+        let app = router(state).into_make_service();
         match self.tls {
             Some(tls) => axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle).serve(app).await?,
             None => axum_server::from_tcp(self.listener)?.handle(handle).serve(app).await?,
