@@ -42,30 +42,22 @@ pub struct Gateway {
     pub http: reqwest::Client,
 }
 
-/// Extra settings for a gateway under test.
-#[derive(Default)]
-pub struct GatewayOptions {
-    pub extra_args: Vec<String>,
-    pub client: Option<reqwest::Client>,
-    pub scheme: Option<&'static str>,
+/// One `paykit serve` process on a free port.
+pub struct ServeProcess {
+    pub child: Child,
+    pub url: String,
+    pub log_path: PathBuf,
 }
 
-impl Gateway {
-    /// Starts a gateway on `engine`, or returns `None` when PostgreSQL is not configured
-    /// (the store's test helper has said so loudly).
-    pub async fn start(engine: Engine) -> Option<Gateway> {
-        Gateway::start_with(engine, GatewayOptions::default()).await
-    }
-
-    pub async fn start_with(engine: Engine, options: GatewayOptions) -> Option<Gateway> {
-        install_crypto_provider();
-        let db = TestDb::new(engine).await?;
+impl ServeProcess {
+    /// Starts `paykit serve --listen 127.0.0.1:0` on `database_url` and waits for its URL.
+    pub fn spawn(database_url: &str, extra_args: &[String]) -> ServeProcess {
         let log_path = std::env::temp_dir().join(format!("paykit-e2e-{}.log", paykit_store::ids::random_base32(10)));
         let log = std::fs::File::create(&log_path).expect("create the gateway log");
         let mut child = Command::new(paykit_bin())
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(&options.extra_args)
-            .env("DATABASE_URL", &db.url)
+            .args(extra_args)
+            .env("DATABASE_URL", database_url)
             .env("PAYKIT_LOG", "warn")
             .env_remove("PAYKIT_CONFIG")
             .stdout(Stdio::piped())
@@ -87,13 +79,48 @@ impl Gateway {
             panic!("paykit serve did not start; log: {}", std::fs::read_to_string(&log_path).unwrap_or_default())
         });
         let url = first.rsplit(' ').next().expect("listening line ends with the URL").to_owned();
+        ServeProcess { child, url, log_path }
+    }
+}
+
+/// Writes a TOML config file for a gateway under test and returns `--config PATH` args.
+pub fn config_args(toml: &str) -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!("paykit-cfg-{}", paykit_store::ids::random_base32(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("paykit.toml");
+    std::fs::write(&path, toml).unwrap();
+    vec!["--config".into(), path.display().to_string()]
+}
+
+/// Extra settings for a gateway under test.
+#[derive(Default)]
+pub struct GatewayOptions {
+    pub extra_args: Vec<String>,
+    pub client: Option<reqwest::Client>,
+    pub scheme: Option<&'static str>,
+}
+
+impl Gateway {
+    /// Starts a gateway on `engine`, or returns `None` when PostgreSQL is not configured
+    /// (the store's test helper has said so loudly).
+    pub async fn start(engine: Engine) -> Option<Gateway> {
+        Gateway::start_with(engine, GatewayOptions::default()).await
+    }
+
+    pub async fn start_with(engine: Engine, options: GatewayOptions) -> Option<Gateway> {
+        install_crypto_provider();
+        let db = TestDb::new(engine).await?;
+        let process = ServeProcess::spawn(&db.url, &options.extra_args);
         let url = match options.scheme {
-            Some(scheme) => {
-                url.replacen("http://", &format!("{scheme}://"), 1).replacen("https://", &format!("{scheme}://"), 1)
-            }
-            None => url,
+            Some(scheme) => process.url.replacen("http://", &format!("{scheme}://"), 1).replacen(
+                "https://",
+                &format!("{scheme}://"),
+                1,
+            ),
+            None => process.url.clone(),
         };
         let http = options.client.unwrap_or_default();
+        let ServeProcess { child, log_path, .. } = process;
         Some(Gateway { child: Some(child), url, db, log_path, http })
     }
 
@@ -374,6 +401,21 @@ impl Gateway {
         r.json()
     }
 
+    /// An operator token for /ops/v1.
+    pub fn operator_token(&self) -> String {
+        let out = self.cli(&["operator", "create", "--name", "ops-test", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Moves the sandbox clock and waits until the gateway has seen it.
+    pub async fn advance_clock(&self, by: &str) {
+        let out = self.cli(&["sandbox", "advance-clock", by]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+
     /// `paykit ledger verify` must pass.
     pub fn assert_ledger_verifies(&self) {
         let out = self.cli(&["ledger", "verify"]);
@@ -393,4 +435,99 @@ pub fn decode_qr_png(png_bytes: &[u8]) -> String {
     let grids = img.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the picture");
     grids[0].decode().expect("the QR decodes").1
+}
+
+/// One callback as a merchant's server received it.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+    pub status_sent: u16,
+}
+
+impl Callback {
+    /// Checks the signature the way a merchant must: over TIMESTAMP\nNONCE\nBODY\n.
+    pub fn verifies_with(&self, secret: &str) -> bool {
+        let ts: i64 = self.headers["paykit-timestamp"].parse().unwrap();
+        let canonical =
+            paykit_core::signing::canonical_callback(ts, &self.headers["paykit-nonce"], self.body.as_bytes());
+        paykit_core::signing::verify(secret.as_bytes(), &canonical, &self.headers["paykit-signature"])
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+
+    pub fn timestamp(&self) -> i64 {
+        self.headers["paykit-timestamp"].parse().unwrap()
+    }
+}
+
+/// A merchant's callback endpoint in the test process, failing on command.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Callback>>>,
+    /// Answer 500 to this many more callbacks.
+    pub fail_next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Answer 500 to everything while set.
+    pub down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Sleep this long before answering.
+    pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let receiver = Receiver {
+            url,
+            got: Default::default(),
+            fail_next: Default::default(),
+            down: Default::default(),
+            delay_ms: Default::default(),
+        };
+        let r = receiver.clone();
+        let app = axum::Router::new().route(
+            "/notify",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let r = r.clone();
+                async move {
+                    let delay = r.delay_ms.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    let fail = r.down.load(Ordering::SeqCst)
+                        || r.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                    let status = if fail { 500 } else { 200 };
+                    let headers = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    r.got.lock().unwrap().push(Callback { headers, body, status_sent: status });
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        receiver
+    }
+
+    pub fn received(&self) -> Vec<Callback> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` callbacks arrived.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Callback> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(std::time::Instant::now() < deadline, "only {} of {n} callbacks arrived", got.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

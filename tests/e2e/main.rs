@@ -1,7 +1,9 @@
 //! End-to-end tests: one binary of modules, each starting the real `paykit` binary.
 
+mod callbacks;
 mod input;
 mod ledger;
 mod pay;
+mod refunds;
 mod server;
 mod signing;

@@ -43,6 +43,18 @@ enum Command {
     /// Ledger audits.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Operator accounts for the ops API (/ops/v1).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Operator work: escalated refund requests.
+    #[command(subcommand)]
+    Ops(OpsCommand),
+    /// Callback notifications.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+    /// Sandbox-only tools.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
     /// Write a local CA and a server certificate for HTTPS on this machine.
     DevCert {
         /// Folder to write ca.pem, ca-key.pem, server.pem and server-key.pem into.
@@ -103,6 +115,62 @@ enum MerchantCommand {
 }
 
 #[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create an operator and print its bearer token (shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OpsCommand {
+    /// Consumers' refund requests.
+    #[command(subcommand)]
+    RefundRequests(RefundRequestsCommand),
+}
+
+#[derive(Subcommand)]
+enum RefundRequestsCommand {
+    /// List requests (escalated ones by default).
+    List {
+        #[arg(long, default_value = "ESCALATED")]
+        status: String,
+    },
+    /// Decide an escalated request: force the refund, or uphold the merchant's refusal.
+    Decide {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_parser = ["force_refund", "uphold"])]
+        decision: String,
+        #[arg(long)]
+        note: Option<String>,
+        /// Who decided (recorded in the request's history).
+        #[arg(long, default_value = "cli")]
+        operator: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a delivered or dead event again.
+    Resend {
+        #[arg(long)]
+        merchant_id: String,
+        #[arg(long)]
+        event_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Move the sandbox clock forward for every gateway on this database (e.g. 6h, 30m, 2d).
+    AdvanceClock { by: String },
+}
+
+#[derive(Subcommand)]
 enum LedgerCommand {
     /// Check the ledger's invariants; exit 0 when all hold, 1 with a report otherwise.
     Verify {
@@ -148,6 +216,9 @@ fn load_config(cli: &Cli) -> Result<GatewayConfig> {
     };
     if let Some(url) = &cli.database_url {
         config.database_url = url.clone();
+    }
+    if let Ok(mode) = std::env::var("PAYKIT_MODE") {
+        config.mode = mode.parse().map_err(|e: String| anyhow::anyhow!("PAYKIT_MODE: {e}"))?;
     }
     Ok(config)
 }
@@ -206,6 +277,39 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Merchant(cmd) => merchant(cmd, &config).await,
         Command::Ledger(LedgerCommand::Verify { json }) => verify(&config, json).await,
+        Command::Operator(OperatorCommand::Create { name, json }) => {
+            let store = open_store(&config).await?;
+            let token = paykit_store::ids::random_base32(40);
+            let id = store.create_operator(&name, &paykit_gateway::wallet_auth::token_digest(&token), now()).await?;
+            if json {
+                println!("{}", serde_json::json!({ "operator_id": id, "token": token }));
+            } else {
+                println!("operator_id  {id}\ntoken        {token}");
+                eprintln!("The token is shown only now. Send it as Authorization: Bearer TOKEN to /ops/v1.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ops(OpsCommand::RefundRequests(cmd)) => ops_refund_requests(cmd, &config).await,
+        Command::Notify(NotifyCommand::Resend { merchant_id, event_id }) => {
+            let store = open_store(&config).await?;
+            if !store.resend_event(&merchant_id, &event_id, sandbox_now(&store, &config).await?).await? {
+                bail!("merchant {merchant_id} has no event {event_id} with a notify_url");
+            }
+            println!("{event_id} queued for delivery");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox(SandboxCommand::AdvanceClock { by }) => {
+            if config.mode != Mode::Sandbox {
+                bail!("the clock only moves in sandbox mode (this configuration is {})", config.mode.as_str());
+            }
+            let secs = paykit_gateway::routes::refunds::parse_duration_secs(&by)
+                .ok_or_else(|| anyhow::anyhow!("{by:?} is not a duration such as 90s, 15m, 6h or 2d"))?;
+            let store = open_store(&config).await?;
+            let offset = store.advance_sandbox_clock(secs).await?;
+            let clock_now = Timestamp::from_unix_micros(now().unix_micros() + offset);
+            println!("sandbox clock advanced by {secs} s; it now reads {clock_now} ({} s ahead)", offset / 1_000_000);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DevCert { out, hosts } => {
             let written = dev_cert::write(&out, &hosts)?;
             for path in written {
@@ -240,7 +344,7 @@ async fn serve(config: GatewayConfig) -> Result<()> {
         mode = config.mode.as_str(),
         db = redact_url(&config.database_url),
     );
-    paykit_gateway::spawn_background_tasks(state.clone());
+    paykit_gateway::spawn_background_tasks(state.clone())?;
     server.serve(state, shutdown_signal(), Duration::from_secs(30)).await?;
     store.close().await;
     Ok(())
@@ -291,6 +395,42 @@ async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCo
                 bail!("merchant {merchant_id} has no active key {key_id}");
             }
             println!("revoked {key_id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Now on this database's clock: the wall clock plus the sandbox offset in sandbox mode.
+async fn sandbox_now(store: &Store, config: &GatewayConfig) -> Result<Timestamp> {
+    let offset = if config.mode == Mode::Sandbox { store.sandbox_clock_offset_us().await? } else { 0 };
+    Ok(Timestamp::from_unix_micros(now().unix_micros() + offset))
+}
+
+async fn ops_refund_requests(cmd: RefundRequestsCommand, config: &GatewayConfig) -> Result<ExitCode> {
+    use paykit_store::refunds::RequestAction;
+    let store = open_store(config).await?;
+    match cmd {
+        RefundRequestsCommand::List { status } => {
+            for r in store.refund_requests(None, Some(&status)).await? {
+                println!("{}  {}  order {}  {}  {:?}", r.id, r.status, r.order_id, r.amount, r.reason);
+                for (actor, action, note, at) in &r.steps {
+                    println!("    {at}  {actor}  {action}  {}", note.as_deref().unwrap_or(""));
+                }
+            }
+        }
+        RefundRequestsCommand::Decide { id, decision, note, operator } => {
+            let action = if decision == "force_refund" {
+                RequestAction::OperatorForceRefund
+            } else {
+                RequestAction::OperatorUphold
+            };
+            let now = sandbox_now(&store, config).await?;
+            let settle_at = now.plus_secs(config.sandbox_refund_secs);
+            let r = store
+                .act_on_refund_request(&id, action, &format!("operator:{operator}"), note.as_deref(), settle_at, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}  {}  refund {}", r.id, r.status, r.refund_id.as_deref().unwrap_or("-"));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -78,3 +78,33 @@ fn merchant_create_prints_the_secret_once_as_text_or_json() {
     assert_eq!(v["api_secret"].as_str().unwrap().len(), 40);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn production_mode_refuses_sandbox_tools_and_a_missing_bank() {
+    let (dir, url) = temp_db();
+    let out = Command::new(env!("CARGO_BIN_EXE_paykit"))
+        .args(["sandbox", "advance-clock", "1h"])
+        .env("DATABASE_URL", &url)
+        .env("PAYKIT_MODE", "production")
+        .env_remove("PAYKIT_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only moves in sandbox mode"));
+    let out = paykit(&["serve", "--mode", "production", "--listen", "127.0.0.1:0"], &url);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("production mode needs a real bank connector"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = paykit(&["sandbox", "advance-clock", "90m"], &url);
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("advanced by 5400 s"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let bad = paykit(&["sandbox", "advance-clock", "soon"], &url);
+    assert_eq!(bad.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -101,6 +101,13 @@ error_codes! {
     AuthCodeUsed = 409, "AUTH_CODE_USED", "The payment code was already used.";
     ConfirmationNotPending = 409, "CONFIRMATION_NOT_PENDING", "The confirmation was already answered or has expired.";
     IdempotencyKeyInvalid = 400, "IDEMPOTENCY_KEY_INVALID", "The Idempotency-Key header must be 1 to 64 characters of [A-Za-z0-9_-].";
+    // Refunds
+    OutRefundNoReused = 409, "OUT_REFUND_NO_REUSED", "The out_refund_no was used before for a different refund.";
+    RefundExceedsPaid = 409, "REFUND_EXCEEDS_PAID", "The refund would take the order's refunds above what was paid.";
+    RefundLimitReached = 409, "REFUND_LIMIT_REACHED", "The order already has 50 refunds.";
+    RefundWindowClosed = 409, "REFUND_WINDOW_CLOSED", "Refunds are accepted within 365 days of payment.";
+    RefundRequestStatusInvalid = 409, "REFUND_REQUEST_STATUS_INVALID", "The refund request's status does not allow this step.";
+    SandboxOnly = 403, "SANDBOX_ONLY", "This operation exists only in sandbox mode.";
     // Money movement
     InsufficientBalance = 409, "INSUFFICIENT_BALANCE", "The wallet balance does not cover the amount.";
     // Server side

@@ -98,6 +98,10 @@ pub enum EntryKind {
     Withdrawal,
     Payment,
     Refund,
+    /// A card refund leaving the clearing account for the bank (or back to the merchant).
+    RefundSettlement,
+    /// A reversed (撤销) payment-code payment returned to the payer.
+    Reversal,
     Transfer,
     RedPacket,
     BillPayment,
@@ -112,6 +116,8 @@ impl EntryKind {
             EntryKind::Withdrawal => "withdrawal",
             EntryKind::Payment => "payment",
             EntryKind::Refund => "refund",
+            EntryKind::RefundSettlement => "refund_settlement",
+            EntryKind::Reversal => "reversal",
             EntryKind::Transfer => "transfer",
             EntryKind::RedPacket => "red_packet",
             EntryKind::BillPayment => "bill_payment",

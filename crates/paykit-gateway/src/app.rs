@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::passwords::PasswordHashing;
-use crate::{auth, observe, routes, wallet_auth};
+use crate::{auth, notify, observe, ops_auth, routes, wallet_auth};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -70,6 +70,21 @@ impl AppState {
         &*self.inner.clock
     }
 
+    /// The real time, for checks that compare against other parties' clocks: request
+    /// signatures, nonces, sessions, payment codes and device confirmations. Business
+    /// schedules (expiry, retries, bank delays) use [`AppState::clock`], which the sandbox
+    /// can move forward.
+    pub fn wall_now(&self) -> paykit_core::time::Timestamp {
+        SystemClock::new().now()
+    }
+
+    /// Applies the shared sandbox clock offset (only in sandbox mode does time move).
+    pub fn set_clock_offset(&self, offset_us: i64) {
+        if self.inner.config.mode == crate::config::Mode::Sandbox {
+            self.inner.clock.set_offset_us(offset_us);
+        }
+    }
+
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
     }
@@ -115,6 +130,8 @@ pub enum Access {
     Signed,
     /// A wallet user's bearer session.
     Wallet,
+    /// An operator's bearer token.
+    Ops,
 }
 
 /// One routed path and method. The OpenAPI test checks this table against
@@ -127,9 +144,9 @@ pub struct Route {
 }
 
 pub fn route_table() -> Vec<Route> {
-    use Access::{Public, Signed, Wallet};
+    use Access::{Ops, Public, Signed, Wallet};
     use axum::routing::{delete, get, post, put};
-    use routes::{health, merchant, orders, wallet};
+    use routes::{health, merchant, orders, refunds, wallet};
     let route = |method: Method, path, access, handler| Route { method, path, access, handler };
     vec![
         route(Method::GET, "/healthz", Public, get(health::healthz)),
@@ -166,24 +183,41 @@ pub fn route_table() -> Vec<Route> {
         route(Method::GET, "/wallet/v1/confirmations", Wallet, get(wallet::confirmations)),
         route(Method::POST, "/wallet/v1/confirmations/{confirmation_id}", Wallet, post(wallet::answer_confirmation)),
         route(Method::GET, "/wallet/v1/alerts", Wallet, get(wallet::alerts)),
+        route(Method::POST, "/v1/refunds", Signed, post(refunds::create)),
+        route(Method::GET, "/v1/refunds/{refund_id}", Signed, get(refunds::get)),
+        route(Method::GET, "/v1/refund-requests", Signed, get(refunds::merchant_requests)),
+        route(Method::POST, "/v1/refund-requests/{request_id}/approve", Signed, post(refunds::approve)),
+        route(Method::POST, "/v1/refund-requests/{request_id}/refuse", Signed, post(refunds::refuse)),
+        route(Method::GET, "/v1/notifications", Signed, get(refunds::notifications)),
+        route(Method::POST, "/v1/notifications/{event_id}/resend", Signed, post(refunds::resend)),
+        route(Method::GET, "/v1/statements/{file}", Signed, get(refunds::statement)),
+        route(Method::POST, "/wallet/v1/refund-requests", Wallet, post(refunds::wallet_create_request)),
+        route(Method::GET, "/wallet/v1/refund-requests", Wallet, get(refunds::wallet_requests)),
+        route(Method::POST, "/wallet/v1/refund-requests/{request_id}/escalate", Wallet, post(refunds::wallet_escalate)),
+        route(Method::GET, "/ops/v1/refund-requests", Ops, get(refunds::ops_requests)),
+        route(Method::POST, "/ops/v1/refund-requests/{request_id}/decide", Ops, post(refunds::ops_decide)),
+        route(Method::POST, "/ops/v1/sandbox/clock", Ops, post(refunds::advance_clock)),
     ]
 }
 
 pub fn router(state: AppState) -> Router {
-    let (mut public, mut signed, mut wallet) = (Router::new(), Router::new(), Router::new());
+    let (mut public, mut signed, mut wallet, mut ops) = (Router::new(), Router::new(), Router::new(), Router::new());
     for r in route_table() {
         match r.access {
             Access::Public => public = public.route(r.path, r.handler),
             Access::Signed => signed = signed.route(r.path, r.handler),
             Access::Wallet => wallet = wallet.route(r.path, r.handler),
+            Access::Ops => ops = ops.route(r.path, r.handler),
         }
     }
     let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_signature));
     let wallet = wallet.route_layer(middleware::from_fn_with_state(state.clone(), wallet_auth::require_session));
+    let ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), ops_auth::require_operator));
     let mode = HeaderValue::from_static(state.config().mode.as_str());
     public
         .merge(signed)
         .merge(wallet)
+        .merge(ops)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method")
@@ -199,27 +233,53 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Work the gateway does on its own: settling late bank answers, forgetting old nonces.
-/// Every task is safe to run in several processes at once.
-pub fn spawn_background_tasks(state: AppState) {
-    let settle = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            match settle.store().settle_due_bank_operations(settle.clock().now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(settled = n, "settled late bank operations"),
-                Err(e) => tracing::warn!(error = %e, "settling bank operations failed; will retry"),
-            }
+/// Work the gateway does on its own: the sandbox clock, expiring orders, settling late
+/// bank answers and card refunds, delivering callbacks, forgetting old nonces. Every task is
+/// driven by rows in the database, so it survives restarts and is safe to run in several
+/// processes at once.
+pub fn spawn_background_tasks(state: AppState) -> anyhow::Result<()> {
+    let ca = match &state.config().callback_ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("callback_ca_file {}: {e}", path.display()))?)
         }
+        None => None,
+    };
+    let http = notify::client(ca.as_deref(), Duration::from_secs(state.config().callback_timeout_secs.unsigned_abs()))?;
+    tokio::spawn(notify::run_dispatcher(state.clone(), http));
+    every(state.clone(), Duration::from_millis(100), "reading the sandbox clock", |s| async move {
+        if s.config().mode == crate::config::Mode::Sandbox {
+            let offset = s.store().sandbox_clock_offset_us().await?;
+            s.set_clock_offset(offset);
+        }
+        Ok(())
     });
+    every(state.clone(), Duration::from_millis(500), "order lifecycle", |s| async move {
+        let now = s.clock().now();
+        s.store().expire_due_orders(now).await?;
+        s.store().settle_due_bank_operations(now).await?;
+        s.store().settle_due_refunds(now).await?;
+        Ok(())
+    });
+    every(state, Duration::from_secs(60), "pruning nonces", |s| async move {
+        s.store().prune_nonces(s.wall_now()).await?;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// Runs `work` every `period`, logging (not stopping on) failures.
+fn every<F, Fut>(state: AppState, period: Duration, what: &'static str, work: F)
+where
+    F: Fn(AppState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), paykit_store::StoreError>> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = state.store().prune_nonces(state.clock().now()).await {
-                tracing::warn!(error = %e, "pruning nonces failed; will retry");
+            if let Err(e) = work(state.clone()).await {
+                tracing::warn!(error = %e, "{what} failed; will retry");
             }
         }
     });

@@ -58,7 +58,7 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
 
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let now = state.clock().now();
+    let now = state.wall_now();
     verify_request(&auth, key.secret.as_bytes(), parts.method.as_str(), path_and_query, &body, now.unix_secs())
         .map_err(auth_error)?;
     // Only a correctly signed request spends its nonce, so nobody can burn another

@@ -20,11 +20,14 @@ impl SystemClock {
         SystemClock::default()
     }
 
-    /// Moves this clock `secs` seconds ahead of the wall clock (sandbox mode only; the
-    /// caller checks the mode).
-    pub fn advance(&self, secs: i64) {
-        assert!(secs >= 0, "a clock only moves forward");
-        self.offset_us.fetch_add(secs.saturating_mul(1_000_000), Ordering::SeqCst);
+    /// Sets how far this clock runs ahead of the wall clock (the sandbox clock's offset,
+    /// shared through the database). It only ever moves forward.
+    pub fn set_offset_us(&self, offset_us: i64) {
+        self.offset_us.fetch_max(offset_us, Ordering::SeqCst);
+    }
+
+    pub fn offset_us(&self) -> i64 {
+        self.offset_us.load(Ordering::SeqCst)
     }
 }
 

@@ -69,6 +69,14 @@ pub struct GatewayConfig {
     pub code_failure_window_secs: i64,
     /// How long the sandbox bank's slow card (`6222000000001197`) takes to answer.
     pub sandbox_slow_card_secs: i64,
+    /// How long a card refund takes at the sandbox bank.
+    pub sandbox_refund_secs: i64,
+    /// How long one callback attempt may take.
+    pub callback_timeout_secs: i64,
+    /// How long a gateway process holds a claimed delivery before another may take it.
+    pub delivery_lease_secs: i64,
+    /// Extra PEM CA certificates trusted for HTTPS callbacks (besides the system's).
+    pub callback_ca_file: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -91,6 +99,10 @@ impl Default for GatewayConfig {
             device_code_failure_limit: 5,
             code_failure_window_secs: 600,
             sandbox_slow_card_secs: 30,
+            sandbox_refund_secs: 60,
+            callback_timeout_secs: 10,
+            delivery_lease_secs: 60,
+            callback_ca_file: None,
         }
     }
 }
@@ -107,6 +119,8 @@ pub enum ConfigError {
     Threshold(paykit_core::MoneyError),
     #[error("{0} must be positive")]
     NotPositive(&'static str),
+    #[error("production mode needs a real bank connector, and this build has only the sandbox bank")]
+    NoBankConnector,
     #[error("tls_cert and tls_key must be given together")]
     TlsPair,
 }
@@ -130,10 +144,16 @@ impl GatewayConfig {
             ("device_code_failure_limit", self.device_code_failure_limit),
             ("code_failure_window_secs", self.code_failure_window_secs),
             ("sandbox_slow_card_secs", self.sandbox_slow_card_secs),
+            ("sandbox_refund_secs", self.sandbox_refund_secs),
+            ("callback_timeout_secs", self.callback_timeout_secs),
+            ("delivery_lease_secs", self.delivery_lease_secs),
         ] {
             if v <= 0 {
                 return Err(ConfigError::NotPositive(name));
             }
+        }
+        if self.mode == Mode::Production {
+            return Err(ConfigError::NoBankConnector);
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsPair);

@@ -12,11 +12,13 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod notify;
 pub mod observe;
 pub mod openapi;
+pub mod ops_auth;
 pub mod passwords;
 pub mod qr;
-mod routes;
+pub mod routes;
 pub mod server;
 pub mod wallet_auth;
 

@@ -36,7 +36,7 @@ pub async fn require_session(
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 128)
         .ok_or_else(invalid)?;
-    let user_id = state.store().session_user(&token_digest(token), state.clock().now()).await?.ok_or_else(invalid)?;
+    let user_id = state.store().session_user(&token_digest(token), state.wall_now()).await?.ok_or_else(invalid)?;
     req.extensions_mut().insert(WalletUser { user_id });
     Ok(next.run(req).await)
 }

@@ -219,6 +219,11 @@ impl Store {
                             .id;
                         tx.post(EntryKind::Payment, &reference, &bank, &merchant, amount, now).await?;
                         tx.put_record(&user_id, "payment", &reference, "", -minor, &card_id, "SUCCESS", now).await?;
+                        let paid = tx
+                            .order(&reference)
+                            .await?
+                            .ok_or_else(|| StoreError::Corrupt(format!("order {reference} vanished")))?;
+                        tx.payment_succeeded(&paid, now).await?;
                     }
                 }
                 other => return Err(StoreError::Corrupt(format!("bank operation {id} of unknown kind {other}"))),

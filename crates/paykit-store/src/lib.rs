@@ -9,12 +9,15 @@
 //! ([`Tx::savepoint`]), so that one request's failure rolls back only its own work.
 
 pub mod bank;
+pub mod events;
 pub mod ids;
 pub mod ledger;
 pub mod merchants;
 pub mod nonces;
+pub mod operators;
 pub mod orders;
 pub mod payments;
+pub mod refunds;
 pub mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -298,10 +301,12 @@ fn migrator(engine: Engine) -> Migrator {
         Engine::Sqlite => &[
             (1, "foundation", include_str!("../../../migrations/sqlite/0001_foundation.sql")),
             (2, "pay", include_str!("../../../migrations/sqlite/0002_pay.sql")),
+            (3, "lifecycle", include_str!("../../../migrations/sqlite/0003_lifecycle.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
             (2, "pay", include_str!("../../../migrations/postgres/0002_pay.sql")),
+            (3, "lifecycle", include_str!("../../../migrations/postgres/0003_lifecycle.sql")),
         ],
     };
     Migrator::with_migrations(

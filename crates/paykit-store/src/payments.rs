@@ -204,6 +204,14 @@ impl Tx {
         Ok(Some(resource))
     }
 
+    /// Queues `payment.succeeded` for the order's merchant.
+    pub(crate) async fn payment_succeeded(&mut self, order: &Order, now: Timestamp) -> Result<()> {
+        let url = self.merchant_notify_url(&order.merchant_id, order.notify_url.as_deref()).await?;
+        let data = crate::refunds::order_event_data(order);
+        self.enqueue_event("merchant", &order.merchant_id, "payment.succeeded", data, url.as_deref(), now).await?;
+        Ok(())
+    }
+
     async fn merchant_name(&mut self, merchant_id: &str) -> Result<String> {
         Ok(sqlx::query_scalar("SELECT name FROM merchants WHERE id = $1")
             .bind(merchant_id)
@@ -215,13 +223,29 @@ impl Tx {
 fn status_error(order: &Order, now: Timestamp) -> PayError {
     match order.status {
         OrderStatus::Success | OrderStatus::UserPaying => PayError::AlreadyPaid,
+        OrderStatus::NotPay | OrderStatus::Closed if order.expire_at <= now => PayError::Expired,
         OrderStatus::Closed => PayError::Closed,
-        OrderStatus::NotPay if order.expire_at <= now => PayError::Expired,
         other => PayError::WrongStatus(other),
     }
 }
 
 impl Store {
+    /// What an idempotency key already points at, if it was used with the same request.
+    pub async fn idempotent_resource(&self, key: &IdempotencyKey) -> Result<Option<String>, PayError> {
+        let row =
+            sqlx::query("SELECT request_digest, resource_id FROM idempotency_keys WHERE scope = $1 AND idem_key = $2")
+                .bind(&key.scope)
+                .bind(&key.key)
+                .fetch_optional(self.reader())
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (digest, resource): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        if digest != key.request_digest {
+            return Err(PayError::IdempotencyKeyReused);
+        }
+        Ok(Some(resource))
+    }
+
     /// A consumer pays an order. Paying again an order this consumer already paid (a
     /// retry after a lost answer) returns it as it stands instead of charging twice.
     pub async fn pay_order(&self, p: PayOrder<'_>) -> Result<Order, PayError> {
@@ -327,6 +351,9 @@ impl Store {
         )
         .await?;
         let paid = tx.order(&order.id).await?.ok_or(PayError::NotFound)?;
+        if paid.status == OrderStatus::Success {
+            tx.payment_succeeded(&paid, p.now).await?;
+        }
         tx.commit().await?;
         Ok(paid)
     }
@@ -392,6 +419,7 @@ impl Store {
         };
         tx.put_record(m.user_id, "payment", &order.id, &title, -order.amount.minor_units(), "balance", "SUCCESS", now)
             .await?;
+        tx.payment_succeeded(&order, now).await?;
         tx.commit().await?;
         Ok(MicropayOutcome::Paid(order))
     }
@@ -448,6 +476,9 @@ impl Store {
         tx.put_record(user_id, "payment", &order_id, &title, -order.amount.minor_units(), "balance", to.as_str(), now)
             .await?;
         let order = tx.order(&order_id).await?.ok_or(PayError::NotFound)?;
+        if accept {
+            tx.payment_succeeded(&order, now).await?;
+        }
         tx.commit().await?;
         Ok(order)
     }
@@ -506,7 +537,7 @@ impl Store {
         if order.status == OrderStatus::Success {
             let merchant = (Owner { owner_type: "merchant", owner_id: merchant_id }, AccountKind::MerchantSettlement);
             let wallet = (Owner { owner_type: "user", owner_id: &user_id }, AccountKind::WalletBalance);
-            tx.move_money(EntryKind::Refund, order_id, merchant, wallet, order.amount, now).await?;
+            tx.move_money(EntryKind::Reversal, order_id, merchant, wallet, order.amount, now).await?;
         }
         let title = tx.merchant_name(merchant_id).await?;
         tx.put_record(&user_id, "payment", order_id, &title, -order.amount.minor_units(), "balance", "REVOKED", now)

@@ -24,6 +24,14 @@ pub enum Violation {
     BalanceMismatch { account_id: String, balance_minor: i64, postings_minor: i64 },
     /// Invariant 3: a floored account (wallet, escrow) is below zero.
     NegativeBalance { account_id: String, kind: String, balance_minor: i64 },
+    /// Invariant 4: an order's live refunds exceed what was paid, or disagree with its total.
+    RefundsExceedPaid { order_id: String, paid_minor: i64, refunded_minor: i64, refunds_minor: i64 },
+    /// Invariant 5: an escrow account holds other than what is still owed out of it.
+    EscrowMismatch { kind: String, balance_minor: i64, claimable_minor: i64 },
+    /// Invariant 6: an order's payment (and reversal) entries do not match its status.
+    PaymentEntries { order_id: String, status: String, payments: i64, reversals: i64 },
+    /// Invariant 6: a refund without exactly one refund entry.
+    RefundEntries { refund_id: String, status: String, entries: i64 },
 }
 
 impl fmt::Display for Violation {
@@ -48,6 +56,23 @@ impl fmt::Display for Violation {
             Violation::NegativeBalance { account_id, kind, balance_minor } => {
                 write!(f, "invariant 3: {kind} account {account_id} is negative: {balance_minor} minor units")
             }
+            Violation::RefundsExceedPaid { order_id, paid_minor, refunded_minor, refunds_minor } => write!(
+                f,
+                "invariant 4: order {order_id} paid {paid_minor}, records {refunded_minor} refunded, its live refunds sum to {refunds_minor}"
+            ),
+            Violation::EscrowMismatch { kind, balance_minor, claimable_minor } => {
+                write!(
+                    f,
+                    "invariant 5: {kind} holds {balance_minor} minor units but {claimable_minor} is owed out of it"
+                )
+            }
+            Violation::PaymentEntries { order_id, status, payments, reversals } => write!(
+                f,
+                "invariant 6: order {order_id} is {status} with {payments} payment and {reversals} reversal entries"
+            ),
+            Violation::RefundEntries { refund_id, status, entries } => {
+                write!(f, "invariant 6: refund {refund_id} is {status} with {entries} refund entries, not 1")
+            }
         }
     }
 }
@@ -68,7 +93,7 @@ impl VerifyReport {
 }
 
 impl Store {
-    /// Checks invariants 1–3 over the whole ledger.
+    /// Checks invariants 1–6 over the whole ledger and the business records beside it.
     pub async fn verify_ledger(&self) -> Result<VerifyReport> {
         let db = self.reader();
         let mut report = VerifyReport {
@@ -145,6 +170,81 @@ impl Store {
                 v.push(Violation::NegativeBalance { account_id, kind, balance_minor });
             }
         }
+        self.verify_business(&mut report.violations).await?;
         Ok(report)
+    }
+
+    /// Invariants 4–6: refunds, escrows, and one entry per successful payment and refund.
+    async fn verify_business(&self, v: &mut Vec<Violation>) -> Result<()> {
+        let db = self.reader();
+        for r in sqlx::query(
+            "SELECT o.id, o.amount_minor, o.refunded_minor, CAST(COALESCE(s.total, 0) AS BIGINT) FROM orders o \
+             LEFT JOIN (SELECT order_id, SUM(amount_minor) AS total FROM refunds WHERE status IN ('PROCESSING', 'SUCCESS') \
+                        GROUP BY order_id) s ON s.order_id = o.id \
+             WHERE o.refunded_minor <> COALESCE(s.total, 0) OR COALESCE(s.total, 0) > o.amount_minor ORDER BY o.id",
+        )
+        .fetch_all(db)
+        .await?
+        {
+            v.push(Violation::RefundsExceedPaid {
+                order_id: r.try_get(0)?,
+                paid_minor: r.try_get(1)?,
+                refunded_minor: r.try_get(2)?,
+                refunds_minor: r.try_get(3)?,
+            });
+        }
+
+        let clearing: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(b.balance_minor), 0) AS BIGINT) FROM account_balances b JOIN accounts a ON a.id = b.account_id \
+             WHERE a.kind = 'refund_clearing'",
+        )
+        .fetch_one(db)
+        .await?;
+        let owed: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds WHERE status = 'PROCESSING' AND funding <> 'balance'",
+        )
+        .fetch_one(db)
+        .await?;
+        if clearing != owed {
+            v.push(Violation::EscrowMismatch {
+                kind: "refund_clearing".into(),
+                balance_minor: clearing,
+                claimable_minor: owed,
+            });
+        }
+
+        for r in sqlx::query(
+            "SELECT o.id, o.status, CAST(COALESCE(p.n, 0) AS BIGINT), CAST(COALESCE(x.n, 0) AS BIGINT) FROM orders o \
+             LEFT JOIN (SELECT reference, COUNT(*) AS n FROM journal_entries WHERE kind = 'payment' GROUP BY reference) p \
+               ON p.reference = o.id \
+             LEFT JOIN (SELECT reference, COUNT(*) AS n FROM journal_entries WHERE kind = 'reversal' GROUP BY reference) x \
+               ON x.reference = o.id \
+             WHERE NOT ((o.status = 'SUCCESS' AND COALESCE(p.n, 0) = 1 AND COALESCE(x.n, 0) = 0) \
+                     OR (o.status = 'REVOKED' AND COALESCE(p.n, 0) = COALESCE(x.n, 0) AND COALESCE(p.n, 0) <= 1) \
+                     OR (o.status NOT IN ('SUCCESS', 'REVOKED') AND COALESCE(p.n, 0) = 0 AND COALESCE(x.n, 0) = 0)) \
+             ORDER BY o.id",
+        )
+        .fetch_all(db)
+        .await?
+        {
+            v.push(Violation::PaymentEntries {
+                order_id: r.try_get(0)?,
+                status: r.try_get(1)?,
+                payments: r.try_get(2)?,
+                reversals: r.try_get(3)?,
+            });
+        }
+
+        for r in sqlx::query(
+            "SELECT r.id, r.status, CAST(COALESCE(x.n, 0) AS BIGINT) FROM refunds r \
+             LEFT JOIN (SELECT reference, COUNT(*) AS n FROM journal_entries WHERE kind = 'refund' GROUP BY reference) x \
+               ON x.reference = r.id WHERE COALESCE(x.n, 0) <> 1 ORDER BY r.id",
+        )
+        .fetch_all(db)
+        .await?
+        {
+            v.push(Violation::RefundEntries { refund_id: r.try_get(0)?, status: r.try_get(1)?, entries: r.try_get(2)? });
+        }
+        Ok(())
     }
 }

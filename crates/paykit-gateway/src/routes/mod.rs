@@ -1,6 +1,7 @@
 pub mod health;
 pub mod merchant;
 pub mod orders;
+pub mod refunds;
 pub mod wallet;
 
 use paykit_core::{Currency, ErrorCode, Money};

@@ -353,7 +353,7 @@ pub async fn micropay(
         return failed(ErrorCode::DeviceSuspended, "this wallet device is suspended", Some(&device.id)).await;
     }
     let secret = crate::routes::wallet::device_secret(&device)?;
-    let Some(time_step) = payment_code::matching_step(&scanned, &secret, now.unix_secs()) else {
+    let Some(time_step) = payment_code::matching_step(&scanned, &secret, state.wall_now().unix_secs()) else {
         return failed(
             ErrorCode::AuthCodeInvalid,
             "unknown or wrong payment code, or older than 60 seconds",

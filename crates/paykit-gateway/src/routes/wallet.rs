@@ -59,7 +59,7 @@ pub async fn log_in(
     if !state.passwords().verify(&req.password, &user.password_hash).await? {
         return Err(failed());
     }
-    let now = state.clock().now();
+    let now = state.wall_now();
     let token = paykit_store::ids::random_base32(40);
     let expires_at = now.plus_secs(state.config().session_ttl_secs);
     state.store().create_session(&token_digest(&token), &user.id, expires_at, now).await?;
@@ -317,6 +317,18 @@ pub async fn top_up(
         key,
         request_digest: request_digest(&[&req.card_id, &amount.minor_units().to_string()]),
     });
+    // A replay must not reach the bank again: answer it from what the first request made.
+    if let Some(key) = &idempotency {
+        if let Some(previous) = state.store().idempotent_resource(key).await.map_err(ApiError::from)? {
+            let op = state
+                .store()
+                .bank_operation(&user.id, &previous)
+                .await?
+                .ok_or_else(|| ApiError::not_found("top-up"))?;
+            let status = if op.status == "SUCCESS" { StatusCode::OK } else { StatusCode::ACCEPTED };
+            return Ok((status, Json(top_up_view(&op))).into_response());
+        }
+    }
     let answer = state.bank().debit(&card.bank_token, amount, DebitPurpose::TopUp, now).map_err(bank_error)?;
     let op = state.store().top_up(&user.id, &card.id, amount, answer, idempotency, now).await?;
     let status = if op.status == "SUCCESS" { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -357,8 +369,8 @@ pub async fn records(
     Extension(who): Extension<WalletUser>,
     ApiQuery(q): ApiQuery<RecordsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if let Some(kind) = q.kind.as_deref().filter(|k| !["payment", "top_up"].contains(k)) {
-        return Err(ApiError::invalid("type", format!("{kind:?} is not a record type (payment, top_up)")));
+    if let Some(kind) = q.kind.as_deref().filter(|k| !["payment", "top_up", "refund"].contains(k)) {
+        return Err(ApiError::invalid("type", format!("{kind:?} is not a record type (payment, top_up, refund)")));
     }
     let filter = RecordFilter {
         kind: q.kind,
@@ -401,10 +413,10 @@ pub async fn scan(
     let claims = qr_token::verify(state.qr_key(), token).map_err(|_| invalid())?;
     let now = state.clock().now();
     let order = state.store().order(&claims.order_id).await?.ok_or_else(invalid)?;
-    payable(&order, now)?;
-    if claims.expires_at_unix_secs <= now.unix_secs() {
+    if claims.expires_at_unix_secs <= now.unix_secs() && order.status != OrderStatus::Success {
         return Err(ApiError::new(ErrorCode::OrderExpired, "this payment code has expired"));
     }
+    payable(&order, now)?;
     let merchant = state.store().merchant(&order.merchant_id).await?.ok_or_else(invalid)?;
     Ok(Json(json!({
         "order_id": order.id, "merchant_name": merchant.name, "amount": order.amount.to_string(),
@@ -416,7 +428,9 @@ pub async fn scan(
 fn payable(order: &paykit_store::orders::Order, now: Timestamp) -> Result<(), ApiError> {
     match order.status {
         OrderStatus::NotPay if order.expire_at > now => Ok(()),
-        OrderStatus::NotPay => Err(ApiError::new(ErrorCode::OrderExpired, "this order has expired")),
+        OrderStatus::NotPay | OrderStatus::Closed if order.expire_at <= now => {
+            Err(ApiError::new(ErrorCode::OrderExpired, "this order has expired"))
+        }
         OrderStatus::Closed => Err(ApiError::new(ErrorCode::OrderClosed, "the merchant closed this order")),
         OrderStatus::Success | OrderStatus::UserPaying => {
             Err(ApiError::new(ErrorCode::OrderPaid, "this order is already paid"))
@@ -479,7 +493,7 @@ async fn verify_device(
     if !device.confirm_payments || device.status != "ACTIVE" {
         return Err(ApiError::new(ErrorCode::DeviceNotEnabled, "this device is not enabled to confirm payments"));
     }
-    if (state.clock().now().unix_secs() - c.device_ts).abs() > 300 {
+    if (state.wall_now().unix_secs() - c.device_ts).abs() > 300 {
         return Err(ApiError::new(
             ErrorCode::DeviceProofExpired,
             "device_ts is more than 300 seconds from the server's time",

@@ -1,0 +1,310 @@
+//! The outbox: events are written in the same transaction as the change they report, then
+//! delivered by any gateway process that claims them (a lease, taken with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL), on the WeChat Pay retry schedule.
+
+use paykit_core::time::Timestamp;
+use sqlx::Row;
+
+use crate::{Engine, Result, Store, StoreError, Tx, ids};
+
+/// Seconds to wait after failed attempt N (1-based) before attempt N+1; after the last,
+/// the delivery is dead (about 24 h in all).
+pub const RETRY_SCHEDULE_SECS: [i64; 15] =
+    [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600];
+
+/// The delay before the attempt after `attempts` failed ones, or `None` when it is dead.
+pub fn next_delay_secs(attempts: i64) -> Option<i64> {
+    usize::try_from(attempts - 1).ok().and_then(|i| RETRY_SCHEDULE_SECS.get(i).copied())
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub event_id: String,
+    pub notify_url: String,
+    pub payload: String,
+    pub party_kind: String,
+    pub party_id: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt_no: i64,
+    pub started_at: Timestamp,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub created_at: Timestamp,
+    /// None when the party has no notify_url.
+    pub delivery_status: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub attempts: Vec<Attempt>,
+}
+
+impl Tx {
+    /// Records an event and, when there is somewhere to send it, its pending delivery.
+    pub async fn enqueue_event(
+        &mut self,
+        party_kind: &str,
+        party_id: &str,
+        event_type: &str,
+        data: serde_json::Value,
+        notify_url: Option<&str>,
+        now: Timestamp,
+    ) -> Result<String> {
+        let id = ids::new_id("evt");
+        let payload = serde_json::json!({
+            "event_id": id, "event_type": event_type, "created_at": now.to_rfc3339(), "data": data,
+        })
+        .to_string();
+        sqlx::query(
+            "INSERT INTO events (id, party_kind, party_id, event_type, payload, created_at_us) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(party_kind)
+        .bind(party_id)
+        .bind(event_type)
+        .bind(&payload)
+        .bind(now.unix_micros())
+        .execute(self.conn())
+        .await?;
+        if let Some(url) = notify_url {
+            sqlx::query(
+                "INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us) VALUES ($1, $2, 'PENDING', 0, $3)",
+            )
+            .bind(&id)
+            .bind(url)
+            .bind(now.unix_micros())
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(id)
+    }
+
+    /// The notify_url for an order's events: the order's own, else its merchant's.
+    pub async fn merchant_notify_url(
+        &mut self,
+        merchant_id: &str,
+        order_notify_url: Option<&str>,
+    ) -> Result<Option<String>> {
+        if let Some(url) = order_notify_url {
+            return Ok(Some(url.to_owned()));
+        }
+        Ok(sqlx::query_scalar("SELECT notify_url FROM merchants WHERE id = $1")
+            .bind(merchant_id)
+            .fetch_optional(self.conn())
+            .await?
+            .flatten())
+    }
+}
+
+impl Store {
+    /// Leases up to `limit` due deliveries to `worker` until `now + lease_secs`. No two
+    /// workers hold the same delivery at once; a lease left by a killed worker lapses.
+    pub async fn claim_deliveries(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let lock = if self.engine() == Engine::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE deliveries SET lease_until_us = $1, leased_by = $2 WHERE event_id IN ( \
+               SELECT event_id FROM deliveries WHERE status = 'PENDING' AND next_attempt_at_us <= $3 \
+                 AND (lease_until_us IS NULL OR lease_until_us < $3) ORDER BY next_attempt_at_us LIMIT $4 {lock}) \
+             RETURNING event_id, notify_url, attempts"
+        );
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now.plus_secs(lease_secs).unix_micros())
+            .bind(worker)
+            .bind(now.unix_micros())
+            .bind(limit)
+            .fetch_all(tx.conn())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let event_id: String = r.try_get(0)?;
+            let e = sqlx::query("SELECT payload, party_kind, party_id FROM events WHERE id = $1")
+                .bind(&event_id)
+                .fetch_one(tx.conn())
+                .await?;
+            out.push(ClaimedDelivery {
+                notify_url: r.try_get(1)?,
+                attempts: r.try_get(2)?,
+                payload: e.try_get(0)?,
+                party_kind: e.try_get(1)?,
+                party_id: e.try_get(2)?,
+                event_id,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records one attempt and moves the delivery on: delivered on a 2xx, otherwise
+    /// scheduled again or dead. Returns false if this worker no longer held the lease
+    /// (another took over), in which case nothing is changed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_delivery(
+        &self,
+        d: &ClaimedDelivery,
+        worker: &str,
+        started_at: Timestamp,
+        finished_at: Timestamp,
+        http_status: Option<u16>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let attempt_no = d.attempts + 1;
+        let delivered = http_status.is_some_and(|s| (200..300).contains(&s));
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO delivery_attempts (id, event_id, attempt_no, worker, started_at_us, finished_at_us, http_status, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id, attempt_no) DO NOTHING",
+        )
+        .bind(ids::new_id("att"))
+        .bind(&d.event_id)
+        .bind(attempt_no)
+        .bind(worker)
+        .bind(started_at.unix_micros())
+        .bind(finished_at.unix_micros())
+        .bind(http_status.map(i64::from))
+        .bind(error)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let (status, next) = if delivered {
+            ("DELIVERED", finished_at)
+        } else {
+            match next_delay_secs(attempt_no) {
+                Some(delay) => ("PENDING", finished_at.plus_secs(delay)),
+                None => ("DEAD", finished_at),
+            }
+        };
+        let updated = sqlx::query(
+            "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at_us = $3, lease_until_us = NULL, leased_by = NULL, \
+               last_error = $4, delivered_at_us = $5 WHERE event_id = $6 AND leased_by = $7 AND attempts = $8",
+        )
+        .bind(status)
+        .bind(attempt_no)
+        .bind(next.unix_micros())
+        .bind(error.map(str::to_owned).or_else(|| http_status.filter(|_| !delivered).map(|s| format!("HTTP {s}"))))
+        .bind(delivered.then_some(finished_at.unix_micros()))
+        .bind(&d.event_id)
+        .bind(worker)
+        .bind(d.attempts)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sends a delivered or dead event again, now. Returns false when the party has no
+    /// such event with a delivery.
+    pub async fn resend_event(&self, party_id: &str, event_id: &str, now: Timestamp) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'PENDING', next_attempt_at_us = $1, lease_until_us = NULL, leased_by = NULL \
+             WHERE event_id = $2 AND event_id IN (SELECT id FROM events WHERE party_id = $3)",
+        )
+        .bind(now.unix_micros())
+        .bind(event_id)
+        .bind(party_id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// A party's events, newest first, each with its delivery attempts.
+    pub async fn notifications(&self, party_id: &str, status: Option<&str>, limit: i64) -> Result<Vec<Notification>> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.event_type, e.payload, e.created_at_us, d.status, d.next_attempt_at_us FROM events e \
+             LEFT JOIN deliveries d ON d.event_id = e.id WHERE e.party_id = $1 AND ($2 IS NULL OR d.status = $2) \
+             ORDER BY e.created_at_us DESC, e.id DESC LIMIT $3",
+        )
+        .bind(party_id)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let event_id: String = r.try_get(0)?;
+            let attempts = sqlx::query(
+                "SELECT attempt_no, started_at_us, http_status, error FROM delivery_attempts WHERE event_id = $1 ORDER BY attempt_no",
+            )
+            .bind(&event_id)
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(|a| {
+                Ok(Attempt {
+                    attempt_no: a.try_get(0)?,
+                    started_at: Timestamp::from_unix_micros(a.try_get(1)?),
+                    http_status: a.try_get(2)?,
+                    error: a.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            out.push(Notification {
+                event_id,
+                event_type: r.try_get(1)?,
+                payload: r.try_get(2)?,
+                created_at: Timestamp::from_unix_micros(r.try_get(3)?),
+                delivery_status: r.try_get(4)?,
+                next_attempt_at: r.try_get::<Option<i64>, _>(5)?.map(Timestamp::from_unix_micros),
+                attempts,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest active key of a party: callbacks are signed with it.
+    pub async fn newest_active_secret(&self, party_kind: &str, party_id: &str) -> Result<(String, String)> {
+        let row = sqlx::query(
+            "SELECT key_id, secret FROM api_keys WHERE party_kind = $1 AND party_id = $2 AND status = 'ACTIVE' \
+             ORDER BY created_at_us DESC, key_id DESC LIMIT 1",
+        )
+        .bind(party_kind)
+        .bind(party_id)
+        .fetch_optional(self.reader())
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("{party_kind} {party_id} has no active key")))?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// The sandbox clock's offset, in microseconds.
+    pub async fn sandbox_clock_offset_us(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT offset_us FROM sandbox_clock WHERE id = 1").fetch_one(self.reader()).await?)
+    }
+
+    /// Moves the sandbox clock forward; returns the new offset.
+    pub async fn advance_sandbox_clock(&self, secs: i64) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE sandbox_clock SET offset_us = offset_us + $1 WHERE id = 1")
+            .bind(secs.saturating_mul(1_000_000))
+            .execute(tx.conn())
+            .await?;
+        let offset: i64 =
+            sqlx::query_scalar("SELECT offset_us FROM sandbox_clock WHERE id = 1").fetch_one(tx.conn()).await?;
+        tx.commit().await?;
+        Ok(offset)
+    }
+}
