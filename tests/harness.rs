@@ -478,9 +478,24 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_with(None).await
+    }
+
+    /// A receiver serving HTTPS with the given PEM certificate and key.
+    pub async fn start_tls(cert: &Path, key: &Path) -> Receiver {
+        install_crypto_provider();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .expect("load the receiver's certificate");
+        Receiver::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<axum_server::tls_rustls::RustlsConfig>) -> Receiver {
         use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/notify", listener.local_addr().unwrap());
         let receiver = Receiver {
             url,
             got: Default::default(),
@@ -510,7 +525,13 @@ impl Receiver {
                 }
             }),
         );
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let service = app.into_make_service();
+        match tls {
+            Some(tls) => tokio::spawn(async move {
+                axum_server::from_tcp_rustls(listener, tls).unwrap().serve(service).await.unwrap()
+            }),
+            None => tokio::spawn(async move { axum_server::from_tcp(listener).unwrap().serve(service).await.unwrap() }),
+        };
         receiver
     }
 

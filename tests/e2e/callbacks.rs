@@ -172,3 +172,118 @@ async fn two_gateways_one_killed_lose_no_callback() {
     let _ = second.child.kill();
     let _ = second.child.wait();
 }
+
+/// A merchant with its notify_url set, from `paykit merchant create --notify-url`.
+fn merchant_with_notify_url(gw: &Gateway, name: &str, url: &str) -> Credentials {
+    let out = gw.cli(&["merchant", "create", "--name", name, "--notify-url", url, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Credentials {
+        merchant_id: v["merchant_id"].as_str().unwrap().into(),
+        key_id: v["key_id"].as_str().unwrap().into(),
+        api_secret: v["api_secret"].as_str().unwrap().into(),
+    }
+}
+
+/// Callbacks over HTTPS to a receiver whose certificate comes from a CA the test makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_reach_an_https_receiver_trusted_through_callback_ca_file() {
+    let dir = std::env::temp_dir().join(format!("paykit-cb-tls-{}", paykit_store::ids::random_base32(8)));
+    let out =
+        std::process::Command::new(paykit_tests::paykit_bin()).args(["dev-cert", "--out"]).arg(&dir).output().unwrap();
+    assert!(out.status.success());
+    let rx = Receiver::start_tls(&dir.join("server.pem"), &dir.join("server-key.pem")).await;
+    assert!(rx.url.starts_with("https://"));
+    let config = config_args(&format!("callback_ca_file = {:?}\n", dir.join("ca.pem").display().to_string()));
+    let gw = Gateway::start_with(
+        paykit_store::Engine::Sqlite,
+        paykit_tests::GatewayOptions { extra_args: config, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let shop = merchant_with_notify_url(&gw, "TLS Shop", &rx.url);
+    let alice = gw.new_consumer("加密").await;
+    gw.top_up(&alice, "5.00").await;
+    let order = gw.create_order(&shop, "TLS1", "1.00").await;
+    let paid = gw
+        .wallet(
+            "POST",
+            "/wallet/v1/payments",
+            Some(&alice.token),
+            json!({"order_id": order["order_id"], "funding": "balance", "pay_password": alice.pay_password}),
+        )
+        .await;
+    assert_eq!(paid.json()["status"], "SUCCESS");
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].status_sent, 200);
+    assert!(got[0].verifies_with(&shop.api_secret));
+
+    // A gateway that does not trust that CA fails the attempt and says why.
+    let untrusting = Gateway::start(paykit_store::Engine::Sqlite).await.unwrap();
+    let shop = merchant_with_notify_url(&untrusting, "TLS Shop 2", &rx.url);
+    let bob = untrusting.new_consumer("不信").await;
+    untrusting.top_up(&bob, "5.00").await;
+    let order = untrusting.create_order(&shop, "TLS2", "1.00").await;
+    untrusting
+        .wallet(
+            "POST",
+            "/wallet/v1/payments",
+            Some(&bob.token),
+            json!({"order_id": order["order_id"], "funding": "balance", "pay_password": bob.pay_password}),
+        )
+        .await;
+    let mut attempts = serde_json::Value::Null;
+    for _ in 0..50 {
+        let log = untrusting.signed(&shop, "GET", "/v1/notifications", "").await.json();
+        attempts = log["notifications"][0]["attempts"].clone();
+        if attempts.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(attempts[0]["http_status"].is_null() && attempts[0]["error"].as_str().is_some(), "{attempts}");
+    assert_eq!(rx.received().len(), 1, "the untrusted connection never reached the receiver");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A receiver that hangs times out without holding up another merchant's callbacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_does_not_hold_up_other_merchants() {
+    let config = config_args("callback_timeout_secs = 2\n");
+    let gw = Gateway::start_with(
+        paykit_store::Engine::Sqlite,
+        paykit_tests::GatewayOptions { extra_args: config, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let hanging = Receiver::start().await;
+    hanging.delay_ms.store(60_000, Ordering::SeqCst);
+    let healthy = Receiver::start().await;
+    let slow_shop = merchant_with_notify_url(&gw, "Hanging Shop", &hanging.url);
+    let fast_shop = merchant_with_notify_url(&gw, "Healthy Shop", &healthy.url);
+    let alice = gw.new_consumer("挂起").await;
+    gw.top_up(&alice, "50.00").await;
+    for i in 0..5 {
+        paid_order(&gw, &slow_shop, &alice, &format!("H{i}"), &hanging.url).await;
+    }
+    let started = std::time::Instant::now();
+    paid_order(&gw, &fast_shop, &alice, "F1", &healthy.url).await;
+    healthy.wait_for(1, Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "the healthy merchant waited {:?}", started.elapsed());
+
+    let mut errors = Vec::new();
+    for _ in 0..60 {
+        let log = gw.signed(&slow_shop, "GET", "/v1/notifications", "").await.json();
+        errors = log["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["attempts"][0]["error"].as_str().map(str::to_owned))
+            .collect();
+        if errors.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(errors, vec!["timed out"; 5]);
+}
