@@ -373,6 +373,48 @@ impl Gateway {
         Consumer { user_id, phone, token, name: name.to_owned(), pay_password: "135790".to_owned(), card_id }
     }
 
+    /// A registered, logged-in, real-name-verified user without pay password or card
+    /// (enough to receive money); returns (token, phone).
+    pub async fn verified_user(&self, name: &str) -> (String, String) {
+        let phone = random_phone();
+        let r = self
+            .wallet("POST", "/wallet/v1/users", None, serde_json::json!({"phone": phone, "password": "correct horse"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let token = self.log_in(&phone).await;
+        let seq = u32::from_str_radix(&phone[7..], 10).unwrap();
+        let r = self
+            .wallet(
+                "POST",
+                "/wallet/v1/real-name",
+                Some(&token),
+                serde_json::json!({"name": name, "id_number": resident_id(seq)}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        (token, phone)
+    }
+
+    pub async fn log_in(&self, phone: &str) -> String {
+        let r = self
+            .wallet(
+                "POST",
+                "/wallet/v1/sessions",
+                None,
+                serde_json::json!({"phone": phone, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn balance_of(&self, token: &str) -> String {
+        self.wallet("GET", "/wallet/v1/balance", Some(token), serde_json::Value::Null).await.json()["balance"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub async fn top_up(&self, c: &Consumer, amount: &str) {
         let r = self
             .wallet(

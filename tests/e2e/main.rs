@@ -3,6 +3,7 @@
 mod callbacks;
 mod input;
 mod ledger;
+mod money;
 mod pay;
 mod refunds;
 mod server;

@@ -108,6 +108,15 @@ error_codes! {
     RefundWindowClosed = 409, "REFUND_WINDOW_CLOSED", "Refunds are accepted within 365 days of payment.";
     RefundRequestStatusInvalid = 409, "REFUND_REQUEST_STATUS_INVALID", "The refund request's status does not allow this step.";
     SandboxOnly = 403, "SANDBOX_ONLY", "This operation exists only in sandbox mode.";
+    // Wallet money
+    RedPacketAlreadyClaimed = 409, "RED_PACKET_ALREADY_CLAIMED", "You already claimed a share of this red packet.";
+    RedPacketEmpty = 409, "RED_PACKET_EMPTY", "No share is left, or the red packet expired.";
+    RedPacketInvalid = 400, "RED_PACKET_INVALID", "1 to 100 shares, at most 200.00, at least 0.01 each (fixed: equal to the cent).";
+    TransferLimitExceeded = 409, "TRANSFER_LIMIT_EXCEEDED", "The transfer is above the per-transfer or daily limit.";
+    TransferNotPending = 409, "TRANSFER_NOT_PENDING", "The transfer is no longer waiting to be accepted (accepted, returned, or not yours).";
+    PayeeInvalid = 400, "PAYEE_INVALID", "Give exactly one payee: to_phone or to_merchant_id, not yourself.";
+    MerchantFrozen = 403, "MERCHANT_FROZEN", "The merchant's account is frozen and cannot receive payments.";
+    UnfreezeDenied = 403, "UNFREEZE_DENIED", "The login password, pay password or real-name details did not match.";
     // Money movement
     InsufficientBalance = 409, "INSUFFICIENT_BALANCE", "The wallet balance does not cover the amount.";
     // Server side

@@ -27,19 +27,22 @@ pub enum AccountKind {
     RedPacketEscrow,
     /// Refunds in flight to a card. Never negative.
     RefundClearing,
+    /// Fees the gateway earned.
+    FeeRevenue,
     /// The outside world (banks): debited when money enters by top-up, credited when it
     /// leaves. Negative by nature.
     External,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 7] = [
+    pub const ALL: [AccountKind; 8] = [
         AccountKind::WalletBalance,
         AccountKind::MerchantSettlement,
         AccountKind::BillerSettlement,
         AccountKind::TransferEscrow,
         AccountKind::RedPacketEscrow,
         AccountKind::RefundClearing,
+        AccountKind::FeeRevenue,
         AccountKind::External,
     ];
 
@@ -51,6 +54,7 @@ impl AccountKind {
             AccountKind::TransferEscrow => "transfer_escrow",
             AccountKind::RedPacketEscrow => "red_packet_escrow",
             AccountKind::RefundClearing => "refund_clearing",
+            AccountKind::FeeRevenue => "fee_revenue",
             AccountKind::External => "external",
         }
     }

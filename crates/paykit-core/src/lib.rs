@@ -12,9 +12,11 @@ pub mod time;
 
 pub use error::ErrorCode;
 pub use money::{Currency, Money, MoneyError};
+pub mod fees;
 pub mod luhn;
 pub mod order;
 pub mod payment_code;
 pub mod qr_token;
+pub mod red_packet;
 pub mod resident_id;
 pub mod wallet;

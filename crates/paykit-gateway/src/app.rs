@@ -146,7 +146,7 @@ pub struct Route {
 pub fn route_table() -> Vec<Route> {
     use Access::{Ops, Public, Signed, Wallet};
     use axum::routing::{delete, get, post, put};
-    use routes::{health, merchant, orders, refunds, wallet};
+    use routes::{health, merchant, money, orders, refunds, wallet};
     let route = |method: Method, path, access, handler| Route { method, path, access, handler };
     vec![
         route(Method::GET, "/healthz", Public, get(health::healthz)),
@@ -197,6 +197,19 @@ pub fn route_table() -> Vec<Route> {
         route(Method::GET, "/ops/v1/refund-requests", Ops, get(refunds::ops_requests)),
         route(Method::POST, "/ops/v1/refund-requests/{request_id}/decide", Ops, post(refunds::ops_decide)),
         route(Method::POST, "/ops/v1/sandbox/clock", Ops, post(refunds::advance_clock)),
+        route(Method::POST, "/wallet/v1/freeze", Wallet, post(money::freeze)),
+        route(Method::POST, "/wallet/v1/unfreeze", Wallet, post(money::unfreeze)),
+        route(Method::POST, "/ops/v1/freezes", Ops, post(money::ops_freeze)),
+        route(Method::GET, "/ops/v1/freezes", Ops, get(money::ops_freeze_audit)),
+        route(Method::POST, "/wallet/v1/transfers", Wallet, post(money::create_transfer)),
+        route(Method::GET, "/wallet/v1/transfers", Wallet, get(money::list_transfers)),
+        route(Method::POST, "/wallet/v1/transfers/{transfer_id}/accept", Wallet, post(money::accept_transfer)),
+        route(Method::POST, "/wallet/v1/red-packets", Wallet, post(money::create_red_packet)),
+        route(Method::GET, "/wallet/v1/red-packets/{red_packet_id}", Wallet, get(money::get_red_packet)),
+        route(Method::POST, "/wallet/v1/red-packets/{red_packet_id}/claim", Wallet, post(money::claim_red_packet)),
+        route(Method::POST, "/wallet/v1/withdrawals", Wallet, post(money::withdraw)),
+        route(Method::POST, "/wallet/v1/card-repayments", Wallet, post(money::repay)),
+        route(Method::GET, "/wallet/v1/payouts/{payout_id}", Wallet, get(money::get_payout)),
     ]
 }
 
@@ -258,6 +271,7 @@ pub fn spawn_background_tasks(state: AppState) -> anyhow::Result<()> {
         s.store().expire_due_orders(now).await?;
         s.store().settle_due_bank_operations(now).await?;
         s.store().settle_due_refunds(now).await?;
+        s.store().expire_wallet_money(now).await?;
         Ok(())
     });
     every(state, Duration::from_secs(60), "pruning nonces", |s| async move {

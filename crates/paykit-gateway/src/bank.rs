@@ -63,6 +63,13 @@ impl From<BankRefusal> for ErrorCode {
     }
 }
 
+/// Why money is sent to a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditPurpose {
+    Withdrawal,
+    Repayment,
+}
+
 pub trait BankConnector: Send + Sync + 'static {
     /// Checks a card number with the bank and returns a token for it.
     fn bind(&self, card_number: &str) -> Result<CardBinding, BankRefusal>;
@@ -74,6 +81,8 @@ pub trait BankConnector: Send + Sync + 'static {
         purpose: DebitPurpose,
         now: Timestamp,
     ) -> Result<BankAnswer, BankRefusal>;
+    /// Asks the bank whether it will accept `amount` onto the card behind `token`.
+    fn credit(&self, token: &str, amount: Money, purpose: CreditPurpose) -> Result<(), BankRefusal>;
 }
 
 /// The sandbox bank. Its tokens name the test card's behaviour (that is the sandbox
@@ -124,6 +133,18 @@ impl BankConnector for SandboxBank {
             ("slow", _) => Ok(BankAnswer::Processing { settle_at: now.plus_secs(self.slow_card_secs) }),
             ("credit" | "creditnorepay", DebitPurpose::TopUp) => Err(BankRefusal::NotSupported),
             _ => Ok(BankAnswer::Approved),
+        }
+    }
+
+    fn credit(&self, token: &str, _amount: Money, purpose: CreditPurpose) -> Result<(), BankRefusal> {
+        let behaviour = token.strip_prefix("sbx_").and_then(|t| t.split('_').next()).unwrap_or("ok");
+        let credit_card = matches!(behaviour, "credit" | "creditnorepay");
+        match (behaviour, purpose) {
+            (_, CreditPurpose::Withdrawal) if credit_card => Err(BankRefusal::NotSupported),
+            (_, CreditPurpose::Repayment) if !credit_card => Err(BankRefusal::NotSupported),
+            ("creditnorepay", CreditPurpose::Repayment) => Err(BankRefusal::Declined),
+            ("expired", _) => Err(BankRefusal::Expired),
+            _ => Ok(()),
         }
     }
 }

@@ -77,6 +77,15 @@ pub struct GatewayConfig {
     pub delivery_lease_secs: i64,
     /// Extra PEM CA certificates trusted for HTTPS callbacks (besides the system's).
     pub callback_ca_file: Option<PathBuf>,
+    /// Largest single transfer, and the most one wallet may transfer in a day.
+    pub transfer_single_limit: String,
+    pub transfer_daily_limit: String,
+    /// How long a transfer or red packet waits to be accepted or claimed before it returns.
+    pub claim_ttl_secs: i64,
+    /// Lifetime withdrawals free of fee.
+    pub withdrawal_free_quota: String,
+    /// How long the sandbox bank takes to settle a withdrawal or card repayment.
+    pub sandbox_payout_secs: i64,
 }
 
 impl Default for GatewayConfig {
@@ -103,6 +112,11 @@ impl Default for GatewayConfig {
             callback_timeout_secs: 10,
             delivery_lease_secs: 60,
             callback_ca_file: None,
+            transfer_single_limit: "50000.00".to_owned(),
+            transfer_daily_limit: "200000.00".to_owned(),
+            claim_ttl_secs: 24 * 3600,
+            withdrawal_free_quota: "1000.00".to_owned(),
+            sandbox_payout_secs: 30,
         }
     }
 }
@@ -117,6 +131,8 @@ pub enum ConfigError {
     Limit(paykit_core::MoneyError),
     #[error("micropay_confirm_above: {0}")]
     Threshold(paykit_core::MoneyError),
+    #[error("{0}: {1}")]
+    Amount(&'static str, paykit_core::MoneyError),
     #[error("{0} must be positive")]
     NotPositive(&'static str),
     #[error("production mode needs a real bank connector, and this build has only the sandbox bank")]
@@ -136,6 +152,13 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.single_payment_limit_money()?;
         self.micropay_confirm_above_money()?;
+        for (name, value) in [
+            ("transfer_single_limit", &self.transfer_single_limit),
+            ("transfer_daily_limit", &self.transfer_daily_limit),
+            ("withdrawal_free_quota", &self.withdrawal_free_quota),
+        ] {
+            Money::parse(value, Currency::Cny).map_err(|e| ConfigError::Amount(name, e))?;
+        }
         for (name, v) in [
             ("confirmation_ttl_secs", self.confirmation_ttl_secs),
             ("order_ttl_secs", self.order_ttl_secs),
@@ -147,6 +170,8 @@ impl GatewayConfig {
             ("sandbox_refund_secs", self.sandbox_refund_secs),
             ("callback_timeout_secs", self.callback_timeout_secs),
             ("delivery_lease_secs", self.delivery_lease_secs),
+            ("claim_ttl_secs", self.claim_ttl_secs),
+            ("sandbox_payout_secs", self.sandbox_payout_secs),
         ] {
             if v <= 0 {
                 return Err(ConfigError::NotPositive(name));
@@ -167,6 +192,11 @@ impl GatewayConfig {
 
     pub fn micropay_confirm_above_money(&self) -> Result<Money, ConfigError> {
         Money::parse_positive(&self.micropay_confirm_above, Currency::Cny).map_err(ConfigError::Threshold)
+    }
+
+    /// A validated amount setting (call after [`GatewayConfig::validate`]).
+    pub fn amount(&self, value: &str) -> Money {
+        Money::parse(value, Currency::Cny).unwrap_or_else(|_| Money::zero(Currency::Cny))
     }
 
     pub fn public_url(&self) -> String {

@@ -67,6 +67,7 @@ impl From<paykit_store::payments::PayError> for ApiError {
             E::CodeUsed => ErrorCode::AuthCodeUsed,
             E::ConfirmationNotPending => ErrorCode::ConfirmationNotPending,
             E::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            E::AlreadyClaimed => ErrorCode::RedPacketAlreadyClaimed,
             E::Store(_) => {
                 let E::Store(inner) = e else { unreachable!() };
                 return ApiError::from(inner);

@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod testing;
 pub mod users;
 pub mod verify;
+pub mod wallet_money;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -302,11 +303,13 @@ fn migrator(engine: Engine) -> Migrator {
             (1, "foundation", include_str!("../../../migrations/sqlite/0001_foundation.sql")),
             (2, "pay", include_str!("../../../migrations/sqlite/0002_pay.sql")),
             (3, "lifecycle", include_str!("../../../migrations/sqlite/0003_lifecycle.sql")),
+            (4, "wallet_money", include_str!("../../../migrations/sqlite/0004_wallet_money.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
             (2, "pay", include_str!("../../../migrations/postgres/0002_pay.sql")),
             (3, "lifecycle", include_str!("../../../migrations/postgres/0003_lifecycle.sql")),
+            (4, "wallet_money", include_str!("../../../migrations/postgres/0004_wallet_money.sql")),
         ],
     };
     Migrator::with_migrations(

@@ -72,6 +72,8 @@ pub enum PayError {
     ConfirmationNotPending,
     #[error("the idempotency key was used with a different request")]
     IdempotencyKeyReused,
+    #[error("you already claimed this red packet")]
+    AlreadyClaimed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

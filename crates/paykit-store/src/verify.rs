@@ -212,6 +212,33 @@ impl Store {
                 claimable_minor: owed,
             });
         }
+        for (kind, claimable_sql) in [
+            (
+                "transfer_escrow",
+                "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transfers WHERE status = 'PENDING'",
+            ),
+            (
+                "red_packet_escrow",
+                "SELECT CAST(COALESCE(SUM(s.amount_minor), 0) AS BIGINT) FROM red_packet_shares s JOIN red_packets p ON p.id = s.packet_id \
+                 WHERE p.status = 'OPEN' AND s.claimed_by IS NULL",
+            ),
+        ] {
+            let balance: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(b.balance_minor), 0) AS BIGINT) FROM account_balances b JOIN accounts a ON a.id = b.account_id \
+                 WHERE a.kind = $1",
+            )
+            .bind(kind)
+            .fetch_one(db)
+            .await?;
+            let claimable: i64 = sqlx::query_scalar(claimable_sql).fetch_one(db).await?;
+            if balance != claimable {
+                v.push(Violation::EscrowMismatch {
+                    kind: kind.into(),
+                    balance_minor: balance,
+                    claimable_minor: claimable,
+                });
+            }
+        }
 
         for r in sqlx::query(
             "SELECT o.id, o.status, CAST(COALESCE(p.n, 0) AS BIGINT), CAST(COALESCE(x.n, 0) AS BIGINT) FROM orders o \

@@ -1,5 +1,6 @@
 pub mod health;
 pub mod merchant;
+pub mod money;
 pub mod orders;
 pub mod refunds;
 pub mod wallet;

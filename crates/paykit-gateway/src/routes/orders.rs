@@ -316,6 +316,9 @@ pub async fn micropay(
     let amount = parse_amount(&state, "amount", &req.amount)?;
     check_text("description", &req.description, 1, 127)?;
 
+    if store.merchant(merchant_id).await?.is_some_and(|m| m.status == "FROZEN") {
+        return Err(ApiError::new(ErrorCode::MerchantFrozen, "this merchant's account is frozen"));
+    }
     let window_start = now.plus_secs(-state.config().code_failure_window_secs);
     if store.code_failures_since(Some(merchant_id), None, window_start).await?
         >= state.config().merchant_code_failure_limit

@@ -66,7 +66,7 @@ pub async fn log_in(
     Ok(Json(json!({ "token": token, "expires_at": expires_at.to_rfc3339(), "user_id": user.id })))
 }
 
-async fn load_user(state: &AppState, who: &WalletUser) -> Result<User, ApiError> {
+pub(crate) async fn load_user(state: &AppState, who: &WalletUser) -> Result<User, ApiError> {
     state.store().user(&who.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::SessionInvalid, "log in again"))
 }
 
@@ -188,7 +188,7 @@ pub(crate) async fn verify_pay_password(state: &AppState, user: &User, given: &s
 }
 
 /// What money may leave a wallet: a verified, unfrozen user.
-fn require_can_pay(user: &User) -> Result<(), ApiError> {
+pub(crate) fn require_can_pay(user: &User) -> Result<(), ApiError> {
     if user.real_name.is_none() {
         return Err(ApiError::new(ErrorCode::RealNameRequired, "complete real-name verification before paying"));
     }
@@ -369,8 +369,20 @@ pub async fn records(
     Extension(who): Extension<WalletUser>,
     ApiQuery(q): ApiQuery<RecordsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if let Some(kind) = q.kind.as_deref().filter(|k| !["payment", "top_up", "refund"].contains(k)) {
-        return Err(ApiError::invalid("type", format!("{kind:?} is not a record type (payment, top_up, refund)")));
+    const KINDS: [&str; 10] = [
+        "payment",
+        "top_up",
+        "refund",
+        "transfer",
+        "transfer_in",
+        "red_packet",
+        "red_packet_in",
+        "red_packet_refund",
+        "withdrawal",
+        "repayment",
+    ];
+    if let Some(kind) = q.kind.as_deref().filter(|k| !KINDS.contains(k)) {
+        return Err(ApiError::invalid("type", format!("{kind:?} is not a record type ({})", KINDS.join(", "))));
     }
     let filter = RecordFilter {
         kind: q.kind,
@@ -418,6 +430,9 @@ pub async fn scan(
     }
     payable(&order, now)?;
     let merchant = state.store().merchant(&order.merchant_id).await?.ok_or_else(invalid)?;
+    if merchant.status == "FROZEN" {
+        return Err(ApiError::new(ErrorCode::MerchantFrozen, "this merchant cannot receive payments now"));
+    }
     Ok(Json(json!({
         "order_id": order.id, "merchant_name": merchant.name, "amount": order.amount.to_string(),
         "currency": order.amount.currency().code(), "description": order.description, "expire_at": order.expire_at.to_rfc3339(),
@@ -535,6 +550,9 @@ pub async fn pay(
     let already_mine = order.payer_user_id.as_deref() == Some(user.id.as_str());
     if !already_mine {
         payable(&order, now)?;
+        if state.store().merchant(&order.merchant_id).await?.is_some_and(|m| m.status == "FROZEN") {
+            return Err(ApiError::new(ErrorCode::MerchantFrozen, "this merchant cannot receive payments now"));
+        }
     }
     let confirmed_by_device = match authorisation(req.pay_password, req.device_id, req.device_ts, req.device_proof)? {
         Authorisation::PayPassword(p) => {
