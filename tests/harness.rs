@@ -147,10 +147,35 @@ impl Gateway {
         }
     }
 
+    /// `paykit biller create --json`; the credentials sign as a biller.
+    pub fn create_biller(&self, name: &str, category: &str, extra: &[&str]) -> Credentials {
+        let mut args = vec!["biller", "create", "--name", name, "--category", category, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(out.status.success(), "biller create failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("biller create --json prints JSON");
+        Credentials {
+            merchant_id: v["biller_id"].as_str().unwrap().to_owned(),
+            key_id: v["key_id"].as_str().unwrap().to_owned(),
+            api_secret: v["api_secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
     /// Sends a request signed with `creds`, now, with a fresh nonce.
     pub async fn signed(&self, creds: &Credentials, method: &str, path: &str, body: &str) -> Reply {
+        self.signed_as(creds, method, path, body, "application/json").await
+    }
+
+    pub async fn signed_as(
+        &self,
+        creds: &Credentials,
+        method: &str,
+        path: &str,
+        body: &str,
+        content_type: &str,
+    ) -> Reply {
         let header = sign_header(creds, method, path, body.as_bytes(), unix_now(), &new_nonce());
-        self.send(method, path, Some(&header), body, "application/json").await
+        self.send(method, path, Some(&header), body, content_type).await
     }
 
     /// Sends a request with the given Authorization header (or none) as it stands.
@@ -233,7 +258,8 @@ impl Reply {
 pub fn sign_header(creds: &Credentials, method: &str, path: &str, body: &[u8], timestamp: i64, nonce: &str) -> String {
     let signature = sign(creds.api_secret.as_bytes(), &canonical_request(method, path, timestamp, nonce, body));
     AuthHeader {
-        party_kind: PartyKind::Merchant,
+        // Billers sign exactly like merchants, with biller_id in the header.
+        party_kind: if creds.merchant_id.starts_with("blr_") { PartyKind::Biller } else { PartyKind::Merchant },
         party_id: creds.merchant_id.clone(),
         key_id: creds.key_id.clone(),
         timestamp,

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary of modules, each starting the real `paykit` binary.
 
+mod bills;
 mod callbacks;
 mod input;
 mod ledger;

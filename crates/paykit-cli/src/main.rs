@@ -40,6 +40,9 @@ enum Command {
     /// Onboard merchants and manage their API keys.
     #[command(subcommand)]
     Merchant(MerchantCommand),
+    /// Onboard billers (utilities that post bills).
+    #[command(subcommand)]
+    Biller(BillerCommand),
     /// Ledger audits.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -111,6 +114,26 @@ enum MerchantCommand {
         merchant_id: String,
         #[arg(long)]
         key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillerCommand {
+    /// Create a biller. Prints its id, key id and API secret (shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// water, electricity, gas, telecom, heating, property, tv or internet
+        #[arg(long, value_parser = ["water", "electricity", "gas", "telecom", "heating", "property", "tv", "internet"])]
+        category: String,
+        /// Where bill.paid callbacks are sent.
+        #[arg(long)]
+        notify_url: Option<String>,
+        /// Accept partial payments of a bill.
+        #[arg(long)]
+        allow_partial: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -277,6 +300,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Merchant(cmd) => merchant(cmd, &config).await,
         Command::Ledger(LedgerCommand::Verify { json }) => verify(&config, json).await,
+        Command::Biller(BillerCommand::Create { name, category, notify_url, allow_partial, json }) => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 128 {
+                bail!("--name must be 1 to 128 characters");
+            }
+            if notify_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                bail!("--notify-url must be an http:// or https:// URL");
+            }
+            let store = open_store(&config).await?;
+            let (biller, key) =
+                store.create_biller(name, &category, notify_url.as_deref(), allow_partial, now()).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "biller_id": biller.id, "key_id": key.key_id, "api_secret": key.api_secret })
+                );
+            } else {
+                println!("biller_id    {}\nkey_id       {}\napi_secret   {}", biller.id, key.key_id, key.api_secret);
+                eprintln!(
+                    "The API secret is shown only now. Sign requests with biller_id=\"…\" in place of merchant_id."
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Operator(OperatorCommand::Create { name, json }) => {
             let store = open_store(&config).await?;
             let token = paykit_store::ids::random_base32(40);

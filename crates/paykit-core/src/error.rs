@@ -117,6 +117,10 @@ error_codes! {
     PayeeInvalid = 400, "PAYEE_INVALID", "Give exactly one payee: to_phone or to_merchant_id, not yourself.";
     MerchantFrozen = 403, "MERCHANT_FROZEN", "The merchant's account is frozen and cannot receive payments.";
     UnfreezeDenied = 403, "UNFREEZE_DENIED", "The login password, pay password or real-name details did not match.";
+    // Bill pay
+    BillNoReused = 409, "BILL_NO_REUSED", "The bill_no was posted before with other details.";
+    BillNotOpen = 409, "BILL_NOT_OPEN", "The bill is paid or cancelled.";
+    BillAmountInvalid = 400, "BILL_AMOUNT_INVALID", "The amount is above what is due, or partial where the biller takes full payment only.";
     // Money movement
     InsufficientBalance = 409, "INSUFFICIENT_BALANCE", "The wallet balance does not cover the amount.";
     // Server side

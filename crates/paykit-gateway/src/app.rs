@@ -132,6 +132,8 @@ pub enum Access {
     Wallet,
     /// An operator's bearer token.
     Ops,
+    /// Signed with a biller's API key.
+    Biller,
 }
 
 /// One routed path and method. The OpenAPI test checks this table against
@@ -144,9 +146,9 @@ pub struct Route {
 }
 
 pub fn route_table() -> Vec<Route> {
-    use Access::{Ops, Public, Signed, Wallet};
+    use Access::{Biller, Ops, Public, Signed, Wallet};
     use axum::routing::{delete, get, post, put};
-    use routes::{health, merchant, money, orders, refunds, wallet};
+    use routes::{bills, health, merchant, money, orders, refunds, wallet};
     let route = |method: Method, path, access, handler| Route { method, path, access, handler };
     vec![
         route(Method::GET, "/healthz", Public, get(health::healthz)),
@@ -210,27 +212,39 @@ pub fn route_table() -> Vec<Route> {
         route(Method::POST, "/wallet/v1/withdrawals", Wallet, post(money::withdraw)),
         route(Method::POST, "/wallet/v1/card-repayments", Wallet, post(money::repay)),
         route(Method::GET, "/wallet/v1/payouts/{payout_id}", Wallet, get(money::get_payout)),
+        route(Method::POST, "/v1/bills", Biller, post(bills::post_bills)),
+        route(Method::GET, "/v1/bills/{bill_no}", Biller, get(bills::get_bill)),
+        route(Method::PUT, "/v1/bills/{bill_no}", Biller, put(bills::amend_bill)),
+        route(Method::POST, "/v1/bills/{bill_no}/cancel", Biller, post(bills::cancel_bill)),
+        route(Method::GET, "/v1/biller/statements/{file}", Biller, get(bills::biller_statement)),
+        route(Method::GET, "/wallet/v1/billers", Wallet, get(bills::list_billers)),
+        route(Method::GET, "/wallet/v1/bills", Wallet, get(bills::find_bills)),
+        route(Method::POST, "/wallet/v1/bill-payments", Wallet, post(bills::pay_bill)),
     ]
 }
 
 pub fn router(state: AppState) -> Router {
-    let (mut public, mut signed, mut wallet, mut ops) = (Router::new(), Router::new(), Router::new(), Router::new());
+    let (mut public, mut signed, mut wallet, mut ops, mut biller) =
+        (Router::new(), Router::new(), Router::new(), Router::new(), Router::new());
     for r in route_table() {
         match r.access {
             Access::Public => public = public.route(r.path, r.handler),
             Access::Signed => signed = signed.route(r.path, r.handler),
             Access::Wallet => wallet = wallet.route(r.path, r.handler),
             Access::Ops => ops = ops.route(r.path, r.handler),
+            Access::Biller => biller = biller.route(r.path, r.handler),
         }
     }
     let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_signature));
     let wallet = wallet.route_layer(middleware::from_fn_with_state(state.clone(), wallet_auth::require_session));
     let ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), ops_auth::require_operator));
+    let biller = biller.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_biller_signature));
     let mode = HeaderValue::from_static(state.config().mode.as_str());
     public
         .merge(signed)
         .merge(wallet)
         .merge(ops)
+        .merge(biller)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method")

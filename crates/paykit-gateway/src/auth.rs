@@ -13,7 +13,7 @@ use paykit_core::signing::{AuthError, AuthHeader, PartyKind, verify_request};
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// Who signed the request. Handlers take it with `Extension<Caller>`.
+/// The merchant that signed the request. Merchant handlers take `Extension<Caller>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     Merchant { merchant_id: String, key_id: String },
@@ -27,11 +27,31 @@ impl Caller {
     }
 }
 
+/// The biller that signed the request. Biller handlers take `Extension<BillerCaller>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillerCaller {
+    pub biller_id: String,
+}
+
 fn auth_error(e: AuthError) -> ApiError {
     ApiError::new(ErrorCode::from(&e), e.to_string())
 }
 
+/// Merchant routes: only a merchant's signature passes.
 pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    signed(state, req, next, PartyKind::Merchant).await
+}
+
+/// Biller routes: only a biller's signature passes.
+pub async fn require_biller_signature(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    signed(state, req, next, PartyKind::Biller).await
+}
+
+async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
     let header = match parts.headers.get(AUTHORIZATION) {
         None => return Err(auth_error(AuthError::Missing)),
@@ -45,10 +65,12 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
         )
     })?;
 
+    if auth.party_kind != expected {
+        return Err(auth_error(AuthError::UnknownKey));
+    }
     let party_kind = match auth.party_kind {
         PartyKind::Merchant => "merchant",
-        // Billers sign the same way; their API arrives with bill pay.
-        PartyKind::Biller => return Err(auth_error(AuthError::UnknownKey)),
+        PartyKind::Biller => "biller",
     };
     let key = state
         .store()
@@ -67,6 +89,13 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
         return Err(auth_error(AuthError::NonceReplayed));
     }
 
-    parts.extensions.insert(Caller::Merchant { merchant_id: auth.party_id, key_id: auth.key_id });
+    match auth.party_kind {
+        PartyKind::Merchant => {
+            parts.extensions.insert(Caller::Merchant { merchant_id: auth.party_id, key_id: auth.key_id });
+        }
+        PartyKind::Biller => {
+            parts.extensions.insert(BillerCaller { biller_id: auth.party_id });
+        }
+    }
     Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }

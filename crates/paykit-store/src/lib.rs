@@ -9,6 +9,7 @@
 //! ([`Tx::savepoint`]), so that one request's failure rolls back only its own work.
 
 pub mod bank;
+pub mod bills;
 pub mod events;
 pub mod ids;
 pub mod ledger;
@@ -304,12 +305,14 @@ fn migrator(engine: Engine) -> Migrator {
             (2, "pay", include_str!("../../../migrations/sqlite/0002_pay.sql")),
             (3, "lifecycle", include_str!("../../../migrations/sqlite/0003_lifecycle.sql")),
             (4, "wallet_money", include_str!("../../../migrations/sqlite/0004_wallet_money.sql")),
+            (5, "bills", include_str!("../../../migrations/sqlite/0005_bills.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
             (2, "pay", include_str!("../../../migrations/postgres/0002_pay.sql")),
             (3, "lifecycle", include_str!("../../../migrations/postgres/0003_lifecycle.sql")),
             (4, "wallet_money", include_str!("../../../migrations/postgres/0004_wallet_money.sql")),
+            (5, "bills", include_str!("../../../migrations/postgres/0005_bills.sql")),
         ],
     };
     Migrator::with_migrations(

@@ -185,7 +185,12 @@ impl Store {
     }
 }
 
-async fn issue_key(tx: &mut crate::Tx, party_kind: &str, party_id: &str, now: Timestamp) -> Result<IssuedKey> {
+pub(crate) async fn issue_key(
+    tx: &mut crate::Tx,
+    party_kind: &str,
+    party_id: &str,
+    now: Timestamp,
+) -> Result<IssuedKey> {
     let active: Vec<String> = sqlx::query_scalar(
         "SELECT key_id FROM api_keys WHERE party_kind = $1 AND party_id = $2 AND status = 'ACTIVE' ORDER BY created_at_us, key_id",
     )

@@ -723,18 +723,33 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<StatementLine>> {
+        self.statement("merchant", "merchant_settlement", merchant_id, from, to).await
+    }
+
+    /// Statement lines for any party's settlement account (merchants and billers).
+    pub async fn statement(
+        &self,
+        owner_type: &str,
+        kind: &str,
+        owner_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StatementLine>> {
         let rows = sqlx::query(
             "SELECT p.created_at_us, e.kind, e.reference, p.amount_minor, p.currency, \
-               COALESCE(o.id, r.order_id), COALESCE(o.out_trade_no, ro.out_trade_no), r.id, r.out_refund_no \
+               COALESCE(o.id, r.order_id, b.bill_no), COALESCE(o.out_trade_no, ro.out_trade_no, b.customer_account), r.id, r.out_refund_no \
              FROM postings p JOIN journal_entries e ON e.id = p.entry_id JOIN accounts a ON a.id = p.account_id \
              LEFT JOIN orders o ON o.id = e.reference LEFT JOIN refunds r ON r.id = e.reference \
              LEFT JOIN orders ro ON ro.id = r.order_id \
-             WHERE a.owner_type = 'merchant' AND a.owner_id = $1 AND a.kind = 'merchant_settlement' \
+             LEFT JOIN bill_payments bp ON bp.id = e.reference LEFT JOIN bills b ON b.id = bp.bill_id \
+             WHERE a.owner_type = $4 AND a.owner_id = $1 AND a.kind = $5 \
                AND p.created_at_us >= $2 AND p.created_at_us < $3 ORDER BY p.created_at_us, p.id",
         )
-        .bind(merchant_id)
+        .bind(owner_id)
         .bind(from.unix_micros())
         .bind(to.unix_micros())
+        .bind(owner_type)
+        .bind(kind)
         .fetch_all(self.reader())
         .await?;
         rows.iter()

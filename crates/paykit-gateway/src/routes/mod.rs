@@ -1,3 +1,4 @@
+pub mod bills;
 pub mod health;
 pub mod merchant;
 pub mod money;

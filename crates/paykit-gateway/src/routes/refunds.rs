@@ -343,19 +343,31 @@ pub async fn statement(
     Extension(caller): Extension<Caller>,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
+    statement_csv(&state, "merchant", "merchant_settlement", caller.merchant_id(), &file).await
+}
+
+/// A settlement account's statement for one Beijing day, as CSV with a totals line.
+pub(crate) async fn statement_csv(
+    state: &AppState,
+    owner_type: &str,
+    kind: &str,
+    owner_id: &str,
+    file: &str,
+) -> Result<Response, ApiError> {
     let date = file
         .strip_suffix(".csv")
         .and_then(|d| time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok())
-        .ok_or_else(|| ApiError::invalid("date", "use /v1/statements/YYYY-MM-DD.csv"))?;
+        .ok_or_else(|| ApiError::invalid("date", "use YYYY-MM-DD.csv"))?;
     let start = date.midnight().assume_utc().unix_timestamp() - DAY_OFFSET_SECS;
     let (from, to) = (Timestamp::from_unix_secs(start), Timestamp::from_unix_secs(start + 86_400));
-    let lines = state.store().merchant_statement(caller.merchant_id(), from, to).await?;
+    let lines = state.store().statement(owner_type, kind, owner_id, from, to).await?;
     let mut csv = String::from("time,type,order_id,out_trade_no,refund_id,out_refund_no,amount,fee,net\n");
     let (mut trades, mut refunds, mut net) = (0i64, 0i64, 0i64);
     let (mut trade_count, mut refund_count) = (0, 0);
     for l in &lines {
         let kind = match l.entry_kind.as_str() {
             "payment" => "payment",
+            "bill_payment" => "payment",
             "refund" => "refund",
             "reversal" => "reversal",
             "refund_settlement" => "refund_returned",
