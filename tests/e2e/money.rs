@@ -315,3 +315,104 @@ e2e_tests!(withdrawals_and_card_repayments, async |gw: Gateway| {
     assert_eq!(records["records"].as_array().unwrap().len(), 3);
     gw.assert_ledger_verifies();
 });
+
+/// Risk rules from the config file: a held payment moves nothing until confirmed, and
+/// nothing if declined or left to expire; a blocked one is refused; alerts reach the
+/// consumer and the operator.
+async fn risk_rules_hold_and_block(gw: Gateway) {
+    let shop = gw.create_merchant("Risky Shop");
+    let alice = gw.new_consumer("风控").await;
+    for _ in 0..2 {
+        gw.top_up(&alice, "1000.00").await;
+    }
+    let pay = |order_id: serde_json::Value| json!({"order_id": order_id, "funding": "balance", "pay_password": alice.pay_password});
+    // A first payment of 300.00 to a new payee is held (threshold 200.00).
+    let big = gw.create_order(&shop, "K1", "300.00").await;
+    let held = post(&gw, "/wallet/v1/payments", &alice.token, pay(big["order_id"].clone())).await;
+    assert_eq!((held.status, held.json()["status"].as_str()), (202, Some("HELD")), "{}", held.body);
+    assert_eq!(held.json()["reasons"], "new_payee_amount");
+    assert_eq!(gw.balance(&alice).await, "2000.00", "a held payment moves no money");
+    let confirmation = held.json()["confirmation_id"].as_str().unwrap().to_owned();
+    let listed = gw.wallet("GET", "/wallet/v1/confirmations", Some(&alice.token), json!(null)).await.json();
+    assert_eq!(listed["confirmations"][0]["confirmation_id"], confirmation.as_str());
+    let ok = post(
+        &gw,
+        &format!("/wallet/v1/confirmations/{confirmation}"),
+        &alice.token,
+        json!({"action": "confirm", "pay_password": alice.pay_password}),
+    )
+    .await;
+    assert_eq!(ok.json()["status"], "SUCCESS", "{}", ok.body);
+    assert_eq!(gw.balance(&alice).await, "1700.00");
+
+    // Declined, and left to expire: nothing moves.
+    let other = gw.create_merchant("Other Risky Shop");
+    let o2 = gw.create_order(&other, "K2", "250.00").await;
+    let h2 = post(&gw, "/wallet/v1/payments", &alice.token, pay(o2["order_id"].clone())).await;
+    let c2 = h2.json()["confirmation_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post(&gw, &format!("/wallet/v1/confirmations/{c2}"), &alice.token, json!({"action": "decline"})).await.json()["status"],
+        "DECLINED"
+    );
+    let third = gw.create_merchant("Third Risky Shop");
+    let o3 = gw.create_order(&third, "K3", "250.00").await;
+    let h3 = post(&gw, "/wallet/v1/payments", &alice.token, pay(o3["order_id"].clone())).await;
+    let c3 = h3.json()["confirmation_id"].as_str().unwrap().to_owned();
+    gw.advance_clock("6m").await;
+    let late = post(
+        &gw,
+        &format!("/wallet/v1/confirmations/{c3}"),
+        &alice.token,
+        json!({"action": "confirm", "pay_password": alice.pay_password}),
+    )
+    .await;
+    assert_eq!(late.code(), "CONFIRMATION_NOT_PENDING");
+    assert_eq!(gw.balance(&alice).await, "1700.00");
+
+    // The daily limit (1,000.00) blocks outright.
+    let o4 = gw.create_order(&shop, "K4", "199.00").await;
+    assert_eq!(
+        post(&gw, "/wallet/v1/payments", &alice.token, pay(o4["order_id"].clone())).await.json()["status"],
+        "SUCCESS"
+    );
+    let o5 = gw.create_order(&shop, "K5", "600.00").await;
+    let blocked = post(&gw, "/wallet/v1/payments", &alice.token, pay(o5["order_id"].clone())).await;
+    assert_eq!((blocked.status, blocked.code()), (403, "RISK_BLOCKED".into()), "{}", blocked.body);
+    // Velocity: a third payment within the window is held (threshold 2).
+    let o6 = gw.create_order(&shop, "K6", "1.00").await;
+    let r = post(&gw, "/wallet/v1/payments", &alice.token, pay(o6["order_id"].clone())).await;
+    assert_eq!(
+        (r.json()["status"].as_str(), r.json()["reasons"].as_str()),
+        (Some("HELD"), Some("velocity")),
+        "{}",
+        r.body
+    );
+
+    let alerts = gw.wallet("GET", "/wallet/v1/alerts", Some(&alice.token), json!(null)).await.json();
+    let kinds: Vec<_> =
+        alerts["alerts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_owned()).collect();
+    assert!(kinds.contains(&"risk_hold".to_owned()) && kinds.contains(&"risk_block".to_owned()), "{kinds:?}");
+    let ops = gw.operator_token();
+    let ops_alerts = gw.wallet("GET", "/ops/v1/risk-alerts", Some(&ops), json!(null)).await.json();
+    assert!(ops_alerts["alerts"].as_array().unwrap().len() >= 5);
+    gw.assert_ledger_verifies();
+}
+
+const RISK_CONFIG: &str = "[risk]\nvelocity = { threshold = 2, action = \"hold\" }\nvelocity_window_secs = 3600\n\
+    daily_amount = { threshold = 100000, action = \"block\" }\nnew_payee_amount = { threshold = 20000, action = \"hold\" }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_rules_sqlite() {
+    let options =
+        paykit_tests::GatewayOptions { extra_args: paykit_tests::config_args(RISK_CONFIG), ..Default::default() };
+    risk_rules_hold_and_block(Gateway::start_with(paykit_store::Engine::Sqlite, options).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_rules_postgres() {
+    let options =
+        paykit_tests::GatewayOptions { extra_args: paykit_tests::config_args(RISK_CONFIG), ..Default::default() };
+    if let Some(gw) = Gateway::start_with(paykit_store::Engine::Postgres, options).await {
+        risk_rules_hold_and_block(gw).await;
+    }
+}

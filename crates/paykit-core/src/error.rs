@@ -117,6 +117,7 @@ error_codes! {
     PayeeInvalid = 400, "PAYEE_INVALID", "Give exactly one payee: to_phone or to_merchant_id, not yourself.";
     MerchantFrozen = 403, "MERCHANT_FROZEN", "The merchant's account is frozen and cannot receive payments.";
     UnfreezeDenied = 403, "UNFREEZE_DENIED", "The login password, pay password or real-name details did not match.";
+    RiskBlocked = 403, "RISK_BLOCKED", "A risk rule blocked this payment.";
     // Bill pay
     BillNoReused = 409, "BILL_NO_REUSED", "The bill_no was posted before with other details.";
     BillNotOpen = 409, "BILL_NOT_OPEN", "The bill is paid or cancelled.";

@@ -19,4 +19,5 @@ pub mod payment_code;
 pub mod qr_token;
 pub mod red_packet;
 pub mod resident_id;
+pub mod risk;
 pub mod wallet;

@@ -220,6 +220,7 @@ pub fn route_table() -> Vec<Route> {
         route(Method::GET, "/wallet/v1/billers", Wallet, get(bills::list_billers)),
         route(Method::GET, "/wallet/v1/bills", Wallet, get(bills::find_bills)),
         route(Method::POST, "/wallet/v1/bill-payments", Wallet, post(bills::pay_bill)),
+        route(Method::GET, "/ops/v1/risk-alerts", Ops, get(money::ops_risk_alerts)),
     ]
 }
 

@@ -86,6 +86,8 @@ pub struct GatewayConfig {
     pub withdrawal_free_quota: String,
     /// How long the sandbox bank takes to settle a withdrawal or card repayment.
     pub sandbox_payout_secs: i64,
+    /// Risk rules (`[risk]` table): each `{ threshold = N, action = "allow" | "hold" | "block" }`.
+    pub risk: paykit_core::risk::RiskRules,
 }
 
 impl Default for GatewayConfig {
@@ -117,6 +119,7 @@ impl Default for GatewayConfig {
             claim_ttl_secs: 24 * 3600,
             withdrawal_free_quota: "1000.00".to_owned(),
             sandbox_payout_secs: 30,
+            risk: paykit_core::risk::RiskRules::default(),
         }
     }
 }

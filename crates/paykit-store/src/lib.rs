@@ -19,6 +19,7 @@ pub mod operators;
 pub mod orders;
 pub mod payments;
 pub mod refunds;
+pub mod risk;
 pub mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -306,6 +307,7 @@ fn migrator(engine: Engine) -> Migrator {
             (3, "lifecycle", include_str!("../../../migrations/sqlite/0003_lifecycle.sql")),
             (4, "wallet_money", include_str!("../../../migrations/sqlite/0004_wallet_money.sql")),
             (5, "bills", include_str!("../../../migrations/sqlite/0005_bills.sql")),
+            (6, "risk", include_str!("../../../migrations/sqlite/0006_risk.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
@@ -313,6 +315,7 @@ fn migrator(engine: Engine) -> Migrator {
             (3, "lifecycle", include_str!("../../../migrations/postgres/0003_lifecycle.sql")),
             (4, "wallet_money", include_str!("../../../migrations/postgres/0004_wallet_money.sql")),
             (5, "bills", include_str!("../../../migrations/postgres/0005_bills.sql")),
+            (6, "risk", include_str!("../../../migrations/postgres/0006_risk.sql")),
         ],
     };
     Migrator::with_migrations(

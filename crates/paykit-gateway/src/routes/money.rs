@@ -422,3 +422,15 @@ pub async fn get_payout(
         state.store().payout(&who.user_id, &id).await?.ok_or_else(|| ApiError::not_found("withdrawal or repayment"))?;
     Ok(Json(payout_view(&p)))
 }
+
+pub async fn ops_risk_alerts(
+    State(state): State<AppState>,
+    Extension(_op): Extension<Operator>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let alerts = state.store().risk_alerts(200).await?;
+    let alerts: Vec<_> = alerts
+        .into_iter()
+        .map(|(user, kind, message, at)| json!({ "user_id": user, "kind": kind, "message": message, "at": at.to_rfc3339() }))
+        .collect();
+    Ok(Json(json!({ "alerts": alerts })))
+}

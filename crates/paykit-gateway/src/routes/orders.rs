@@ -372,7 +372,27 @@ pub async fn micropay(
         return Err(ApiError::new(ErrorCode::AccountFrozen, "the payer's account is frozen"));
     }
 
-    let needs_confirmation = amount.minor_units() > state.micropay_confirm_above().minor_units();
+    let window_start_risk = now.plus_secs(-state.config().risk.velocity_window_secs);
+    let day_start = Timestamp::from_unix_secs((now.unix_secs() + 8 * 3600).div_euclid(86_400) * 86_400 - 8 * 3600);
+    let (recent, today, paid_before) = store.risk_facts(&payer.id, merchant_id, window_start_risk, day_start).await?;
+    let facts = paykit_core::risk::RiskFacts {
+        amount_minor: amount.minor_units(),
+        recent_payments: recent,
+        spent_today_minor: today,
+        paid_payee_before: paid_before,
+        pay_password_failures: payer.pay_failures,
+        device_code_failures: store.code_failures_since(None, Some(&device.id), window_start).await?,
+    };
+    let risk = paykit_core::risk::evaluate(&state.config().risk, &facts);
+    if risk.action == paykit_core::risk::RiskAction::Block {
+        let reasons = risk.reasons.join(", ");
+        store
+            .risk_alert(&payer.id, &format!("A payment-code payment of {amount} was blocked ({reasons})."), now)
+            .await?;
+        return Err(ApiError::new(ErrorCode::RiskBlocked, format!("blocked by the payer's risk rules: {reasons}")));
+    }
+    let needs_confirmation = amount.minor_units() > state.micropay_confirm_above().minor_units()
+        || risk.action == paykit_core::risk::RiskAction::Hold;
     let digest = request_digest(&[
         "micropay",
         &req.out_trade_no,

@@ -537,12 +537,60 @@ pub struct Pay {
     device_proof: Option<String>,
 }
 
+/// Applies the risk rules to a payment: `Ok(Some(answer))` when it is held (202, nothing
+/// moved until the consumer confirms), an error when it is blocked, `Ok(None)` to go on.
+pub(crate) async fn risk_check(
+    state: &AppState,
+    user: &User,
+    order: &paykit_store::orders::Order,
+    funding: &str,
+    device_code_failures: Option<i64>,
+) -> Result<Option<Json<serde_json::Value>>, ApiError> {
+    let now = state.clock().now();
+    let rules = &state.config().risk;
+    let day_start = Timestamp::from_unix_secs((now.unix_secs() + 8 * 3600).div_euclid(86_400) * 86_400 - 8 * 3600);
+    let (recent, today, paid_before) = state
+        .store()
+        .risk_facts(&user.id, &order.merchant_id, now.plus_secs(-rules.velocity_window_secs), day_start)
+        .await?;
+    let facts = paykit_core::risk::RiskFacts {
+        amount_minor: order.amount.minor_units(),
+        recent_payments: recent,
+        spent_today_minor: today,
+        paid_payee_before: paid_before,
+        pay_password_failures: user.pay_failures,
+        device_code_failures: device_code_failures.unwrap_or(0),
+    };
+    let decision = paykit_core::risk::evaluate(rules, &facts);
+    let reasons = decision.reasons.join(", ");
+    match decision.action {
+        paykit_core::risk::RiskAction::Allow => Ok(None),
+        paykit_core::risk::RiskAction::Block => {
+            state
+                .store()
+                .risk_alert(&user.id, &format!("A payment of {} was blocked ({reasons}).", order.amount), now)
+                .await?;
+            Err(ApiError::new(ErrorCode::RiskBlocked, format!("blocked by risk rules: {reasons}"))
+                .with("reasons", reasons))
+        }
+        paykit_core::risk::RiskAction::Hold => {
+            let expires_at = now.plus_secs(state.config().confirmation_ttl_secs);
+            let id = state.store().hold_payment(&user.id, &order.id, funding, &reasons, expires_at, now).await?;
+            Ok(Some(Json(json!({
+                "order_id": order.id, "status": "HELD", "confirmation_id": id, "reasons": reasons,
+                "expires_at": expires_at.to_rfc3339(),
+                "message": "held for your confirmation: confirm it in /wallet/v1/confirmations with your pay password",
+            }))))
+        }
+    }
+}
+
 pub async fn pay(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<Pay>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = load_user(&state, &who).await?;
     require_can_pay(&user)?;
     let order = state.store().order(&req.order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
@@ -561,6 +609,11 @@ pub async fn pay(
         }
         Authorisation::Device(c) => Some(verify_device(&state, &user, &order, &c).await?),
     };
+    if !already_mine {
+        if let Some(held) = risk_check(&state, &user, &order, &req.funding, None).await? {
+            return Ok((StatusCode::ACCEPTED, held).into_response());
+        }
+    }
     let funding = if req.funding == "balance" {
         Funding::Balance
     } else {
@@ -589,6 +642,13 @@ pub async fn pay(
             now,
         })
         .await?;
+    Ok(payment_view(&state, &paid).await?.into_response())
+}
+
+async fn payment_view(
+    state: &AppState,
+    paid: &paykit_store::orders::Order,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let merchant = state.store().merchant(&paid.merchant_id).await?.map(|m| m.name).unwrap_or_default();
     Ok(Json(json!({
         "order_id": paid.id, "status": paid.status.as_str(), "merchant_name": merchant, "amount": paid.amount.to_string(),
@@ -685,7 +745,40 @@ pub async fn answer_confirmation(
             }
         }
     }
-    let order = state.store().answer_confirmation(&confirmation_id, &user.id, accept, state.clock().now()).await?;
+    let now = state.clock().now();
+    let pending = state.store().pending_confirmation(&user.id, &confirmation_id, now).await?;
+    if let Some(hold) = pending.filter(|p| p.kind == "risk_hold") {
+        // A held payment: confirming makes the payment as first asked; nothing moved before.
+        if !accept {
+            state.store().close_hold(&hold.id, &user.id, false, now).await?;
+            return Ok(Json(json!({ "confirmation_id": hold.id, "order_id": hold.order_id, "status": "DECLINED" })));
+        }
+        let funding_label = hold.funding.clone().unwrap_or_else(|| "balance".to_owned());
+        let funding = if funding_label == "balance" {
+            Funding::Balance
+        } else {
+            let card =
+                state.store().card(&user.id, &funding_label).await?.ok_or_else(|| ApiError::not_found("card"))?;
+            let order = state.store().order(&hold.order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+            let answer =
+                state.bank().debit(&card.bank_token, order.amount, DebitPurpose::Payment, now).map_err(bank_error)?;
+            Funding::Card { card_id: card.id, bank: answer }
+        };
+        let paid = state
+            .store()
+            .pay_order(PayOrder {
+                order_id: &hold.order_id,
+                user_id: &user.id,
+                funding,
+                confirmed_by_device: None,
+                idempotency: None,
+                now,
+            })
+            .await?;
+        state.store().close_hold(&hold.id, &user.id, true, now).await?;
+        return Ok(Json(json!({ "confirmation_id": hold.id, "order_id": paid.id, "status": paid.status.as_str() })));
+    }
+    let order = state.store().answer_confirmation(&confirmation_id, &user.id, accept, now).await?;
     Ok(Json(json!({ "confirmation_id": confirmation_id, "order_id": order.id, "status": order.status.as_str() })))
 }
 
