@@ -54,8 +54,10 @@ impl ServeProcess {
     pub fn spawn(database_url: &str, extra_args: &[String]) -> ServeProcess {
         let log_path = std::env::temp_dir().join(format!("paykit-e2e-{}.log", paykit_store::ids::random_base32(10)));
         let log = std::fs::File::create(&log_path).expect("create the gateway log");
+        let listen: &[&str] = if extra_args.iter().any(|a| a == "--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = Command::new(paykit_bin())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(listen)
             .args(extra_args)
             .env("DATABASE_URL", database_url)
             .env("PAYKIT_LOG", "warn")

@@ -7,5 +7,6 @@ mod ledger;
 mod money;
 mod pay;
 mod refunds;
+mod sdk;
 mod server;
 mod signing;
