@@ -13,9 +13,14 @@ use paykit_store::testing::TestDb;
 
 /// The `paykit` binary cargo built beside this test binary (`target/<profile>/paykit`).
 pub fn paykit_bin() -> PathBuf {
+    workspace_bin("paykit")
+}
+
+/// A binary of the workspace (the gateway, an example) built beside this test binary.
+pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
-    let bin = dir.join(format!("paykit{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
     bin
 }
@@ -54,7 +59,8 @@ impl ServeProcess {
     pub fn spawn(database_url: &str, extra_args: &[String]) -> ServeProcess {
         let log_path = std::env::temp_dir().join(format!("paykit-e2e-{}.log", paykit_store::ids::random_base32(10)));
         let log = std::fs::File::create(&log_path).expect("create the gateway log");
-        let listen: &[&str] = if extra_args.iter().any(|a| a == "--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
+        let listen: &[&str] =
+            if extra_args.iter().any(|a| a == "--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = Command::new(paykit_bin())
             .arg("serve")
             .args(listen)

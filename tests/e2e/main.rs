@@ -2,6 +2,7 @@
 
 mod bills;
 mod callbacks;
+mod examples;
 mod input;
 mod ledger;
 mod money;

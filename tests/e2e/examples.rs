@@ -1,0 +1,88 @@
+//! The examples as their users run them: real processes, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use paykit_sdk::sandbox::Wallet;
+use paykit_sdk::{Client, Credentials};
+use paykit_tests::{Gateway, e2e_tests, random_phone, resident_id, workspace_bin};
+
+/// Starts an example binary with the merchant's credentials; returns it and its URL.
+fn start_example(name: &str, gw: &Gateway, creds: &paykit_tests::Credentials) -> (std::process::Child, String) {
+    let mut child = Command::new(workspace_bin(name))
+        .env("PAYKIT_URL", &gw.url)
+        .env("PAYKIT_MERCHANT_ID", &creds.merchant_id)
+        .env("PAYKIT_KEY_ID", &creds.key_id)
+        .env("PAYKIT_API_SECRET", &creds.api_secret)
+        .env("SHOP_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_owned();
+    (child, url)
+}
+
+e2e_tests!(the_checkout_example_is_paid_once_even_when_called_back_twice, async |gw: Gateway| {
+    let creds = gw.create_merchant("Tea Shop");
+    let (mut shop, url) = start_example("checkout", &gw, &creds);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let home = http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("Jasmine tea") && home.contains("¥12.30"), "{home}");
+    let checkout = http.post(format!("{url}/checkout")).send().await.unwrap();
+    assert_eq!(checkout.status(), 303);
+    let order_path = checkout.headers()["location"].to_str().unwrap().to_owned();
+    let page = http.get(format!("{url}{order_path}")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<svg") && page.contains("Scan to pay"), "{page}");
+    let status = |http: reqwest::Client, path: String| async move {
+        http.get(path).send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+    };
+    let s = status(http.clone(), format!("{url}{order_path}/status")).await;
+    assert_eq!(s["paid"], false);
+
+    let phone = random_phone();
+    let wallet = Wallet::sign_up(&gw.url, &phone, "顾客", &resident_id(u32::from_str_radix(&phone[7..], 10).unwrap()))
+        .await
+        .unwrap();
+    wallet.top_up("20.00").await.unwrap();
+    let preview = wallet.scan(s["code_url"].as_str().unwrap()).await.unwrap();
+    assert_eq!(preview["merchant_name"], "Tea Shop");
+    wallet.pay(s["order_id"].as_str().unwrap()).await.unwrap();
+
+    let mut paid = serde_json::Value::Null;
+    for _ in 0..100 {
+        paid = status(http.clone(), format!("{url}{order_path}/status")).await;
+        if paid["paid"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(paid["paid"], true, "the callback reached the shop");
+    // The gateway sends the callback again: the shop applies it once.
+    let sdk =
+        Client::new(&gw.url, Credentials::merchant(&creds.merchant_id, &creds.key_id, &creds.api_secret)).unwrap();
+    let event = sdk.notifications().await.unwrap().into_iter().find(|n| n.event_type == "payment.succeeded").unwrap();
+    sdk.resend_notification(&event.event_id).await.unwrap();
+    for _ in 0..50 {
+        let n = sdk.notifications().await.unwrap();
+        if n.iter().any(|n| n.event_id == event.event_id && n.delivery_status.as_deref() == Some("DELIVERED")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(http.clone(), format!("{url}{order_path}/status")).await["times_marked_paid"], 1);
+
+    let thanks = http.get(format!("{url}{order_path}/thanks")).send().await.unwrap().text().await.unwrap();
+    assert!(thanks.contains("Thank you"), "{thanks}");
+    for _ in 0..2 {
+        let refunded = http.post(format!("{url}{order_path}/refund")).send().await.unwrap();
+        assert_eq!(refunded.status(), 200);
+    }
+    assert_eq!(wallet.balance().await.unwrap(), "20.00", "refunded once, in full");
+    gw.assert_ledger_verifies();
+    let _ = shop.kill();
+    let _ = shop.wait();
+});
