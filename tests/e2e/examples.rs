@@ -86,3 +86,97 @@ e2e_tests!(the_checkout_example_is_paid_once_even_when_called_back_twice, async 
     let _ = shop.kill();
     let _ = shop.wait();
 });
+
+/// A free local port (bound and released; good enough for a test).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+e2e_tests!(the_biller_example_reconciles_with_the_gateway_statement, async |gw: Gateway| {
+    let port = free_port();
+    let notify = format!("http://127.0.0.1:{port}/paykit/notify");
+    let creds = gw.create_biller("City Water", "water", &["--notify-url", &notify]);
+    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/biller/november.csv");
+    let mut biller = Command::new(workspace_bin("biller"))
+        .arg(&csv)
+        .env("PAYKIT_URL", &gw.url)
+        .env("PAYKIT_BILLER_ID", &creds.merchant_id)
+        .env("PAYKIT_KEY_ID", &creds.key_id)
+        .env("PAYKIT_API_SECRET", &creds.api_secret)
+        .env("BILLER_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(biller.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("5 bills posted (5 new"), "{first}");
+
+    // Three households pay.
+    let alice = gw.new_consumer("张伟").await;
+    gw.top_up(&alice, "200.00").await;
+    for account in ["100001", "100003", "100004"] {
+        let bills = gw
+            .wallet(
+                "GET",
+                &format!("/wallet/v1/bills?biller_id={}&customer_account={account}", creds.merchant_id),
+                Some(&alice.token),
+                serde_json::json!(null),
+            )
+            .await
+            .json();
+        let bill_id = bills["bills"][0]["bill_id"].as_str().unwrap().to_owned();
+        let paid = gw
+            .wallet(
+                "POST",
+                "/wallet/v1/bill-payments",
+                Some(&alice.token),
+                serde_json::json!({"bill_id": bill_id, "pay_password": alice.pay_password}),
+            )
+            .await;
+        assert_eq!(paid.json()["status"], "PAID", "{}", paid.body);
+    }
+    let http = reqwest::Client::new();
+    let mut rec = serde_json::Value::Null;
+    for _ in 0..100 {
+        rec = http.get(format!("http://127.0.0.1:{port}/reconciliation")).send().await.unwrap().json().await.unwrap();
+        if rec["paid"] == "121.40" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (
+            rec["billed"].as_str(),
+            rec["paid"].as_str(),
+            rec["outstanding"].as_str(),
+            rec["statement_net"].as_str(),
+            rec["agrees"].as_bool()
+        ),
+        (Some("182.40"), Some("121.40"), Some("61.00"), Some("121.40"), Some(true)),
+        "{rec}"
+    );
+    gw.assert_ledger_verifies();
+    let _ = biller.kill();
+    let _ = biller.wait();
+});
+
+e2e_tests!(the_refunds_example_runs_to_the_end, async |gw: Gateway| {
+    let creds = gw.create_merchant("Tea Set Shop");
+    let out = Command::new(workspace_bin("refunds"))
+        .env("PAYKIT_URL", &gw.url)
+        .env("PAYKIT_MERCHANT_ID", &creds.merchant_id)
+        .env("PAYKIT_KEY_ID", &creds.key_id)
+        .env("PAYKIT_API_SECRET", &creds.api_secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["wallet_balance"], "30.00", "every cent came back");
+    let events: Vec<&str> = summary["events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        ["payment.succeeded", "refund.succeeded", "refund.succeeded", "refund_request.created", "refund.succeeded"]
+    );
+    gw.assert_ledger_verifies();
+});

@@ -1,0 +1,8 @@
+//! Builds the `biller` binary for the end-to-end tests.
+
+#[test]
+fn refuses_to_start_without_credentials() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_biller")).env_remove("PAYKIT_BILLER_ID").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PAYKIT_BILLER_ID"));
+}
