@@ -242,6 +242,14 @@ fn step(state: &mut PrinterState, b: &[u8], answers: &mut Vec<u8>) -> Step {
     }
 }
 
+/// A pseudo-terminal pair (master, slave). `TTYPort::pair` is not thread-safe (it uses
+/// `ptsname`), so every pair in the process is made under one lock.
+pub fn pty_pair() -> serialport::Result<(serialport::TTYPort, serialport::TTYPort)> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    serialport::TTYPort::pair()
+}
+
 /// A printer emulator on the master side of a pseudo-terminal.
 pub struct PrinterEmulator {
     pub state: Arc<Mutex<PrinterState>>,
@@ -253,7 +261,7 @@ pub struct PrinterEmulator {
 impl PrinterEmulator {
     /// Creates a pty pair and serves it on a thread.
     pub fn start() -> std::io::Result<PrinterEmulator> {
-        let (mut master, slave) = serialport::TTYPort::pair().map_err(std::io::Error::other)?;
+        let (mut master, slave) = pty_pair().map_err(std::io::Error::other)?;
         let path = slave.name().unwrap_or_default();
         master.set_timeout(Duration::from_millis(50)).map_err(std::io::Error::other)?;
         let state = Arc::new(Mutex::new(PrinterState { scale: 1, ..PrinterState::default() }));

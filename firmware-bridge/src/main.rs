@@ -109,7 +109,7 @@ fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
 fn emulate() -> anyhow::Result<()> {
     let printer = PrinterEmulator::start()?;
-    let (mut scanner_master, scanner_slave) = serialport::TTYPort::pair()?;
+    let (mut scanner_master, scanner_slave) = paykit_bridge::emulator::pty_pair()?;
     println!("printer: {}", printer.path);
     println!("scanner: {}", scanner_slave.name().unwrap_or_default());
     println!("Type a code to scan it; or: paper out | paper in | cover open | cover close | receipts | quit");

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary of modules, each starting the real `paykit` binary.
 
 mod bills;
+mod bridge;
 mod callbacks;
 mod examples;
 mod input;
