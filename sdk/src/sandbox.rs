@@ -78,6 +78,11 @@ impl Wallet {
         self.call("POST", "/wallet/v1/refund-requests", &json!({ "order_id": order_id, "reason": reason })).await
     }
 
+    /// Registers a device that shows payment codes: `device_id` and `device_secret`.
+    pub async fn register_device(&self, name: &str) -> Result<Value, Error> {
+        self.call("POST", "/wallet/v1/devices", &json!({ "name": name })).await
+    }
+
     /// The balance, e.g. `"87.70"`.
     pub async fn balance(&self) -> Result<String, Error> {
         let v = call(&self.http, &self.base, "GET", "/wallet/v1/balance", Some(&self.token), &Value::Null).await?;

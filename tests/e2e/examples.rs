@@ -180,3 +180,29 @@ e2e_tests!(the_refunds_example_runs_to_the_end, async |gw: Gateway| {
     );
     gw.assert_ledger_verifies();
 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counter_example_sells_twice_and_refunds_once() {
+    let gw = Gateway::start(paykit_store::Engine::Sqlite).await.unwrap();
+    let creds = gw.create_merchant("茶馆 Tea House");
+    let out_dir = std::env::temp_dir().join(format!("paykit-counter-out-{}", paykit_store::ids::random_base32(6)));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = Command::new(workspace_bin("counter"))
+        .env("PAYKIT_URL", &gw.url)
+        .env("PAYKIT_MERCHANT_ID", &creds.merchant_id)
+        .env("PAYKIT_KEY_ID", &creds.key_id)
+        .env("PAYKIT_API_SECRET", &creds.api_secret)
+        .env("COUNTER_OUT", &out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["receipts"], 3);
+    assert_eq!(summary["wallet_balance"], "91.20", "100.00 - 12.30 - 8.80 + 12.30");
+    assert!(stdout.contains("退款单 REFUND"));
+    let png = std::fs::read(out_dir.join("receipt-1.png")).unwrap();
+    assert!(paykit_tests::decode_qr_png(&png).starts_with("PAYKIT-ORDER:ord_"));
+    gw.assert_ledger_verifies();
+    let _ = std::fs::remove_dir_all(out_dir);
+}
