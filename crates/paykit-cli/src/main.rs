@@ -1,6 +1,7 @@
 //! `paykit`: the command line over the gateway and the store. Argument parsing, output
 //! formatting and exit codes live here; everything else is in the library crates.
 
+mod bench;
 mod dev_cert;
 
 use std::path::PathBuf;
@@ -58,6 +59,29 @@ enum Command {
     /// Sandbox-only tools.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Load-test a gateway over real HTTP and print throughput and latency percentiles.
+    /// Without --url it starts `paykit serve` on the database itself.
+    Bench {
+        /// The gateway to drive (its database must be --database-url / DATABASE_URL).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_enum, default_value = "qr-pay")]
+        scenario: bench::Scenario,
+        /// Concurrent clients (closed loop), or the cap on requests in flight (open loop).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// How long to run, e.g. 10s, 2m.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// Open loop: offered requests per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Merchants to spread payments over (1 is the hot-account case).
+        #[arg(long, default_value_t = 1)]
+        merchants: usize,
+        #[arg(long, default_value_t = 64)]
+        wallets: usize,
+    },
     /// Write a local CA and a server certificate for HTTPS on this machine.
     DevCert {
         /// Folder to write ca.pem, ca-key.pem, server.pem and server-key.pem into.
@@ -357,6 +381,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("sandbox clock advanced by {secs} s; it now reads {clock_now} ({} s ahead)", offset / 1_000_000);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { url, scenario, clients, duration, rate, merchants, wallets } => {
+            let secs = paykit_gateway::routes::refunds::parse_duration_secs(&duration)
+                .ok_or_else(|| anyhow::anyhow!("--duration {duration:?} is not a duration such as 10s or 2m"))?;
+            let store = open_store(&config).await?;
+            let mut _gateway = None;
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let (child, u) = spawn_gateway(&config.database_url)?;
+                    _gateway = Some(KillOnDrop(child));
+                    u
+                }
+            };
+            let options = bench::Options {
+                url,
+                scenario,
+                clients,
+                duration: Duration::from_secs(secs.unsigned_abs()),
+                rate,
+                merchants,
+                wallets,
+            };
+            let ok = bench::run(store, options).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::DevCert { out, hosts } => {
             let written = dev_cert::write(&out, &hosts)?;
             for path in written {
@@ -445,6 +494,44 @@ async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A child process that does not outlive us, even on an error.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `paykit serve` on a free port against `database_url`; returns it and its URL.
+fn spawn_gateway(database_url: &str) -> Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    // Risk rules would hold a benchmark's thousands of payments from one wallet: allow all.
+    let config = std::env::temp_dir().join(format!("paykit-bench-{}.toml", std::process::id()));
+    let allow = "{ threshold = 1, action = \"allow\" }";
+    std::fs::write(
+        &config,
+        format!(
+            "[risk]\nvelocity = {allow}\ndaily_amount = {allow}\nnew_payee_amount = {allow}\nwrong_pay_passwords = {allow}\ncode_failures = {allow}\n"
+        ),
+    )?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("DATABASE_URL", database_url)
+        .env("PAYKIT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().ok_or_else(|| anyhow::anyhow!("the gateway did not start"))??;
+    std::thread::spawn(move || for _ in lines {});
+    let url = first.rsplit(' ').next().unwrap_or_default().to_owned();
+    Ok((child, url))
 }
 
 /// Now on this database's clock: the wall clock plus the sandbox offset in sandbox mode.

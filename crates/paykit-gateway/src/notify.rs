@@ -62,7 +62,9 @@ pub async fn run_dispatcher(state: AppState, http: reqwest::Client) {
 
 async fn deliver(state: &AppState, http: &reqwest::Client, worker: &str, d: &ClaimedDelivery) {
     let started = state.clock().now();
-    let (status, error) = match send(state, http, d, started.unix_secs()).await {
+    // Receivers check the timestamp against their own clocks: sign with real time, even
+    // when the sandbox clock runs ahead.
+    let (status, error) = match send(state, http, d, state.wall_now().unix_secs()).await {
         Ok(status) => (Some(status), None),
         Err(e) => (None, Some(e)),
     };

@@ -308,6 +308,7 @@ fn migrator(engine: Engine) -> Migrator {
             (4, "wallet_money", include_str!("../../../migrations/sqlite/0004_wallet_money.sql")),
             (5, "bills", include_str!("../../../migrations/sqlite/0005_bills.sql")),
             (6, "risk", include_str!("../../../migrations/sqlite/0006_risk.sql")),
+            (7, "refund_request_once", include_str!("../../../migrations/sqlite/0007_refund_request_once.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
@@ -316,6 +317,7 @@ fn migrator(engine: Engine) -> Migrator {
             (4, "wallet_money", include_str!("../../../migrations/postgres/0004_wallet_money.sql")),
             (5, "bills", include_str!("../../../migrations/postgres/0005_bills.sql")),
             (6, "risk", include_str!("../../../migrations/postgres/0006_risk.sql")),
+            (7, "refund_request_once", include_str!("../../../migrations/postgres/0007_refund_request_once.sql")),
         ],
     };
     Migrator::with_migrations(

@@ -567,9 +567,9 @@ impl Store {
             return Err(RequestError::AlreadyOpen);
         }
         let id = ids::new_id("rrq");
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO refund_requests (id, order_id, merchant_id, user_id, amount_minor, reason, status, created_at_us, updated_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&id)
         .bind(order_id)
@@ -579,7 +579,11 @@ impl Store {
         .bind(reason)
         .bind(now.unix_micros())
         .execute(tx.conn())
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(RequestError::AlreadyOpen);
+        }
         tx.add_step(&id, &format!("consumer:{user_id}"), "requested", Some(reason), now).await?;
         let url = tx.merchant_notify_url(&order.merchant_id, order.notify_url.as_deref()).await?;
         let data = json!({
