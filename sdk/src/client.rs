@@ -240,6 +240,24 @@ impl Client {
         r.bytes().await.map(|b| b.to_vec()).map_err(|e| Error::Decode(e.to_string()))
     }
 
+    /// `GET /v1/orders/{order_id}/qr.txt`: the QR drawn in text, for a terminal.
+    pub async fn order_qr_txt(&self, order_id: &str) -> Result<String, Error> {
+        self.text(&format!("/v1/orders/{}/qr.txt", segment(order_id))).await
+    }
+
+    /// `GET /v1/orders?status=…`: the merchant's newest orders (first page).
+    pub async fn orders(&self, status: Option<&str>) -> Result<Vec<Order>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            orders: Vec<Order>,
+        }
+        let path = match status {
+            Some(s) => format!("/v1/orders?status={}&limit=100", segment(s)),
+            None => "/v1/orders?limit=100".to_owned(),
+        };
+        Ok(self.call::<Page>(reqwest::Method::GET, &path, None::<&()>).await?.orders)
+    }
+
     /// `GET /v1/orders/{order_id}/qr.svg`.
     pub async fn order_qr_svg(&self, order_id: &str) -> Result<String, Error> {
         self.text(&format!("/v1/orders/{}/qr.svg", segment(order_id))).await
@@ -326,6 +344,18 @@ impl Client {
     /// `GET /v1/bills/{bill_no}` (billers).
     pub async fn bill(&self, bill_no: &str) -> Result<Bill, Error> {
         self.call(reqwest::Method::GET, &format!("/v1/bills/{}", segment(bill_no)), None::<&()>).await
+    }
+
+    /// `PUT /v1/bills/{bill_no}` (billers; unpaid bills only): a new amount and/or due date.
+    pub async fn amend_bill(&self, bill_no: &str, amount: Option<&str>, due_date: Option<&str>) -> Result<Bill, Error> {
+        let mut body = serde_json::Map::new();
+        if let Some(a) = amount {
+            body.insert("amount".into(), a.into());
+        }
+        if let Some(d) = due_date {
+            body.insert("due_date".into(), d.into());
+        }
+        self.call(reqwest::Method::PUT, &format!("/v1/bills/{}", segment(bill_no)), Some(&body)).await
     }
 
     /// `POST /v1/bills/{bill_no}/cancel` (billers; unpaid bills only).

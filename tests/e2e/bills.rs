@@ -164,6 +164,21 @@ e2e_tests!(consumers_find_and_pay_bills_and_the_biller_is_told, async |gw: Gatew
         .await;
     assert_eq!(over.code(), "BILL_AMOUNT_INVALID");
 
+    // A frozen biller cannot be paid; unfrozen, it can.
+    let ops = gw.operator_token();
+    let freeze = |frozen: bool| serde_json::json!({"party_kind": "biller", "party_id": gas.merchant_id, "frozen": frozen, "reason": "audit"});
+    assert_eq!(gw.wallet("POST", "/ops/v1/freezes", Some(&ops), freeze(true)).await.status, 200);
+    let blocked = gw
+        .wallet(
+            "POST",
+            "/wallet/v1/bill-payments",
+            Some(&alice.token),
+            json!({"bill_id": g1, "amount": "1.00", "pay_password": alice.pay_password}),
+        )
+        .await;
+    assert_eq!((blocked.status, blocked.code()), (403, "MERCHANT_FROZEN".into()));
+    assert_eq!(gw.wallet("POST", "/ops/v1/freezes", Some(&ops), freeze(false)).await.status, 200);
+
     // Amend and cancel only while unpaid.
     let amended = gw.signed(&power, "PUT", "/v1/bills/E2", &json!({"amount": "12.00"}).to_string()).await;
     assert_eq!(amended.json()["amount"], "12.00", "{}", amended.body);

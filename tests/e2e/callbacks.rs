@@ -48,12 +48,23 @@ e2e_tests!(a_receiver_failing_three_times_gets_the_event_on_schedule, async |gw:
     }
     let got = rx.received();
     assert_eq!(got.iter().map(|c| c.status_sent).collect::<Vec<_>>(), [500, 500, 500, 200]);
-    let first = got[0].timestamp();
-    for (callback, expected) in got.iter().zip([0, 15, 30, 60]) {
-        let offset = callback.timestamp() - first;
-        assert!((expected..=expected + 5).contains(&offset), "attempt at +{offset} s, expected +{expected} s");
+    // Each attempt is signed (with real time, which receivers check against their clocks).
+    for callback in &got {
         assert!(callback.verifies_with(&shop.api_secret), "every attempt is signed");
         assert_eq!(callback.headers["paykit-key-id"], shop.key_id);
+        assert!((callback.timestamp() - paykit_tests::unix_now()).abs() < 60);
+    }
+    // The attempts follow the schedule on the gateway's (sandbox) clock: +0, +15, +30, +60 s.
+    let log = gw.signed(&shop, "GET", "/v1/notifications", "").await.json();
+    let at: Vec<i64> = log["notifications"][0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| paykit_core::time::Timestamp::parse_rfc3339(a["at"].as_str().unwrap()).unwrap().unix_secs())
+        .collect();
+    for (t, expected) in at.iter().zip([0, 15, 30, 60]) {
+        let offset = t - at[0];
+        assert!((expected..=expected + 5).contains(&offset), "attempt at +{offset} s, expected +{expected} s");
     }
     let event = got[3].json();
     assert_eq!(event["event_type"], "payment.succeeded");
@@ -114,7 +125,7 @@ e2e_tests!(an_always_failing_receiver_goes_dead_and_a_resend_reaches_it, async |
 /// flight. Every event is delivered, and no attempt is made by both at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_one_killed_lose_no_callback() {
-    let config = config_args("delivery_lease_secs = 2\n");
+    let config = config_args("delivery_lease_secs = 2\ncallback_timeout_secs = 1\n");
     let options = paykit_tests::GatewayOptions { extra_args: config.clone(), ..Default::default() };
     let Some(mut gw) = Gateway::start_with(paykit_store::Engine::Postgres, options).await else { return };
     let second = ServeProcess::spawn(&gw.db.url, &config);

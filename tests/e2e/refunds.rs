@@ -318,3 +318,29 @@ e2e_tests!(unconfirmed_large_micropays_time_out, async |gw: Gateway| {
     assert_eq!(gw.balance(&alice).await, "2000.00");
     gw.assert_ledger_verifies();
 });
+
+e2e_tests!(a_partly_refunded_payment_code_order_cannot_be_reversed, async |gw: Gateway| {
+    use base64::Engine as _;
+    let shop = gw.create_merchant("No Double Return");
+    let alice = gw.new_consumer("撤销").await;
+    gw.top_up(&alice, "100.00").await;
+    let dev = gw.wallet("POST", "/wallet/v1/devices", Some(&alice.token), json!({"name": "phone"})).await.json();
+    let secret = base64::engine::general_purpose::STANDARD.decode(dev["device_secret"].as_str().unwrap()).unwrap();
+    let code = paykit_core::payment_code::generate(
+        dev["device_id"].as_str().unwrap().parse().unwrap(),
+        &secret,
+        paykit_tests::unix_now(),
+    );
+    let body = json!({"out_trade_no": "MR1", "amount": "100.00", "auth_code": code, "description": "lamp"}).to_string();
+    let order = gw.signed(&shop, "POST", "/v1/micropay", &body).await.json();
+    assert_eq!(order["status"], "SUCCESS");
+    // A retry of the same micropay is answered from the order, code and all.
+    assert_eq!(gw.signed(&shop, "POST", "/v1/micropay", &body).await.json()["order_id"], order["order_id"]);
+    let order_id = order["order_id"].as_str().unwrap();
+    let r = gw.signed(&shop, "POST", "/v1/refunds", &refund_body(order_id, "MR1-R", "30.00")).await;
+    assert_eq!(r.status, 201);
+    let reversed = gw.signed(&shop, "POST", &format!("/v1/orders/{order_id}/reverse"), "").await;
+    assert_eq!((reversed.status, reversed.code()), (409, "ORDER_STATUS_INVALID".into()));
+    assert_eq!(gw.balance(&alice).await, "30.00", "30.00 back once, not 130.00");
+    gw.assert_ledger_verifies();
+});

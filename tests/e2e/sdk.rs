@@ -74,6 +74,8 @@ e2e_tests!(checkout_through_the_sdk_with_verified_callbacks, async |gw: Gateway|
         Err(CallbackError::MissingHeader("Paykit-Nonce"))
     );
 
+    assert!(shop.order_qr_txt(&order.order_id).await.unwrap().contains('█'));
+    assert_eq!(shop.orders(Some("SUCCESS")).await.unwrap().len(), 1);
     let refund = shop.create_refund(&NewRefund::of_order(&order.order_id, "SDK-R1", "2.30")).await.unwrap();
     assert_eq!((refund.status.as_str(), refund.channel.as_str()), ("SUCCESS", "balance"));
     assert_eq!(wallet.balance().await.unwrap(), "40.00");
@@ -101,6 +103,7 @@ e2e_tests!(a_biller_posts_bills_through_the_sdk, async |gw: Gateway| {
         .unwrap();
     assert_eq!(csv.accepted, 1);
     assert_eq!(biller.bill("B1").await.unwrap().status, "UNPAID");
+    assert_eq!(biller.amend_bill("B1", Some("12.00"), None).await.unwrap().amount, "12.00");
     assert_eq!(biller.cancel_bill("B3").await.unwrap().status, "CANCELLED");
 });
 

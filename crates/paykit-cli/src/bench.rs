@@ -70,7 +70,8 @@ async fn fixture(store: &Store, o: &Options) -> Result<Fixture> {
         let (m, key) = store.create_merchant(&format!("Bench Merchant {i}"), None, t).await?;
         merchants.push(Merchant { id: m.id, key_id: key.key_id, secret: key.api_secret });
     }
-    let devices_each = if o.scenario == Scenario::Micropay { 20 } else { 1 };
+    // A payment code works once per device per 30 s step: micropay needs many devices.
+    let devices_each = if o.scenario == Scenario::Micropay { 200 } else { 1 };
     let mut wallets = Vec::new();
     let funds = Money::parse("1000000.00", Currency::Cny)?;
     for i in 0..o.wallets {
@@ -248,7 +249,8 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
     if o.scenario == Scenario::Refund {
         // Orders to refund: paid once each, 0.01 refunded at a time (50 refunds an order).
         let mut paid = Vec::new();
-        let orders = ((o.clients * 200) / 40).max(50);
+        // 50 refunds an order: enough orders that the run never exhausts them.
+        let orders = 600;
         for i in 0..orders {
             let m = &runner.fixture.merchants[i % runner.fixture.merchants.len()];
             let w = &runner.fixture.wallets[i % runner.fixture.wallets.len()];

@@ -29,7 +29,7 @@ pub fn check_character(first17: &str) -> Option<char> {
 /// refused). Accepts a lower-case `x`; returns the normalised number.
 pub fn validate(id: &str, today: Date) -> Result<String, IdNumberError> {
     let id = id.to_ascii_uppercase();
-    if id.len() != 18 {
+    if id.len() != 18 || !id.is_ascii() {
         return Err(IdNumberError::Malformed);
     }
     let (first17, last) = id.split_at(17);
@@ -74,6 +74,11 @@ mod tests {
         assert_eq!(validate("110105194912310021", today()), Err(IdNumberError::BadCheckCharacter));
         assert_eq!(validate("1101051949123100", today()), Err(IdNumberError::Malformed));
         assert_eq!(validate("11010519491231002Y", today()), Err(IdNumberError::Malformed));
+        assert_eq!(
+            validate("1234567890123456é", today()),
+            Err(IdNumberError::Malformed),
+            "18 bytes, not 18 characters"
+        );
         for first17 in ["11010519491331002", "11010518890101002", "11010520300101002", "11010519490230002"] {
             let full = format!("{first17}{}", check_character(first17).unwrap());
             assert_eq!(validate(&full, today()), Err(IdNumberError::ImplausibleBirthDate), "{full}");

@@ -281,13 +281,18 @@ pub fn spawn_background_tasks(state: AppState) -> anyhow::Result<()> {
         }
         Ok(())
     });
-    every(state.clone(), Duration::from_millis(500), "order lifecycle", |s| async move {
-        let now = s.clock().now();
-        s.store().expire_due_orders(now).await?;
-        s.store().settle_due_bank_operations(now).await?;
-        s.store().settle_due_refunds(now).await?;
-        s.store().expire_wallet_money(now).await?;
-        Ok(())
+    // Each sweep on its own, so one failing row cannot stall the others.
+    every(state.clone(), Duration::from_millis(500), "expiring orders", |s| async move {
+        s.store().expire_due_orders(s.clock().now()).await.map(|_| ())
+    });
+    every(state.clone(), Duration::from_millis(500), "settling bank operations", |s| async move {
+        s.store().settle_due_bank_operations(s.clock().now()).await.map(|_| ())
+    });
+    every(state.clone(), Duration::from_millis(500), "settling card refunds", |s| async move {
+        s.store().settle_due_refunds(s.clock().now()).await.map(|_| ())
+    });
+    every(state.clone(), Duration::from_millis(500), "returning transfers and red packets", |s| async move {
+        s.store().expire_wallet_money(s.clock().now()).await.map(|_| ())
     });
     every(state, Duration::from_secs(60), "pruning nonces", |s| async move {
         s.store().prune_nonces(s.wall_now()).await?;

@@ -140,6 +140,8 @@ pub enum ConfigError {
     NotPositive(&'static str),
     #[error("production mode needs a real bank connector, and this build has only the sandbox bank")]
     NoBankConnector,
+    #[error("delivery_lease_secs must be longer than callback_timeout_secs")]
+    LeaseTooShort,
     #[error("tls_cert and tls_key must be given together")]
     TlsPair,
 }
@@ -182,6 +184,9 @@ impl GatewayConfig {
         }
         if self.mode == Mode::Production {
             return Err(ConfigError::NoBankConnector);
+        }
+        if self.delivery_lease_secs <= self.callback_timeout_secs {
+            return Err(ConfigError::LeaseTooShort);
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsPair);

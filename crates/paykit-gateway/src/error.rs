@@ -41,6 +41,9 @@ impl From<StoreError> for ApiError {
             StoreError::InsufficientFunds { .. } => {
                 ApiError::new(ErrorCode::InsufficientBalance, "the balance does not cover the amount")
             }
+            e if e.is_bad_text() => {
+                ApiError::new(ErrorCode::InvalidField, "a field contains a character that is not allowed (NUL)")
+            }
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::new(ErrorCode::ServiceUnavailable, "the database is unavailable; retry the same request")

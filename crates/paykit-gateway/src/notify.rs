@@ -37,7 +37,11 @@ pub async fn run_dispatcher(state: AppState, http: reqwest::Client) {
         let claimed = if free == 0 {
             Vec::new()
         } else {
-            match state.store().claim_deliveries(&worker, state.clock().now(), lease_secs, free.min(100)).await {
+            match state
+                .store()
+                .claim_deliveries(&worker, state.clock().now(), state.wall_now(), lease_secs, free.min(100))
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming deliveries failed; will retry");

@@ -266,6 +266,7 @@ impl Store {
         bill_id: &str,
         user_id: &str,
         amount: Money,
+        allow_partial: bool,
         now: Timestamp,
     ) -> Result<Bill, PayError> {
         let mut tx = self.begin().await?;
@@ -273,11 +274,13 @@ impl Store {
             "UPDATE bills SET paid_minor = paid_minor + $1, \
                status = CASE WHEN paid_minor + $1 = amount_minor THEN 'PAID' ELSE 'PARTIAL' END, \
                paid_at_us = CASE WHEN paid_minor + $1 = amount_minor THEN $2 ELSE paid_at_us END, updated_at_us = $2 \
-             WHERE id = $3 AND status IN ('UNPAID', 'PARTIAL') AND paid_minor + $1 <= amount_minor",
+             WHERE id = $3 AND status IN ('UNPAID', 'PARTIAL') AND paid_minor + $1 <= amount_minor \
+               AND ($4 = 1 OR paid_minor + $1 = amount_minor)",
         )
         .bind(amount.minor_units())
         .bind(now.unix_micros())
         .bind(bill_id)
+        .bind(i64::from(allow_partial))
         .execute(tx.conn())
         .await?
         .rows_affected();

@@ -108,10 +108,13 @@ impl Tx {
 impl Store {
     /// Leases up to `limit` due deliveries to `worker` until `now + lease_secs`. No two
     /// workers hold the same delivery at once; a lease left by a killed worker lapses.
+    /// `now` is the business clock (what is due); `wall_now` times the lease, so moving a
+    /// sandbox clock never expires a lease that is still in use.
     pub async fn claim_deliveries(
         &self,
         worker: &str,
         now: Timestamp,
+        wall_now: Timestamp,
         lease_secs: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
@@ -119,15 +122,16 @@ impl Store {
         let sql = format!(
             "UPDATE deliveries SET lease_until_us = $1, leased_by = $2 WHERE event_id IN ( \
                SELECT event_id FROM deliveries WHERE status = 'PENDING' AND next_attempt_at_us <= $3 \
-                 AND (lease_until_us IS NULL OR lease_until_us < $3) ORDER BY next_attempt_at_us LIMIT $4 {lock}) \
+                 AND (lease_until_us IS NULL OR lease_until_us < $5) ORDER BY next_attempt_at_us LIMIT $4 {lock}) \
              RETURNING event_id, notify_url, attempts"
         );
         let mut tx = self.begin().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now.plus_secs(lease_secs).unix_micros())
+            .bind(wall_now.plus_secs(lease_secs).unix_micros())
             .bind(worker)
             .bind(now.unix_micros())
             .bind(limit)
+            .bind(wall_now.unix_micros())
             .fetch_all(tx.conn())
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -220,7 +224,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE deliveries SET status = 'PENDING', next_attempt_at_us = $1, lease_until_us = NULL, leased_by = NULL \
-             WHERE event_id = $2 AND event_id IN (SELECT id FROM events WHERE party_id = $3)",
+             WHERE event_id = $2 AND event_id IN (SELECT id FROM events WHERE party_id = $3) \
+               AND (status <> 'PENDING' OR lease_until_us IS NULL)",
         )
         .bind(now.unix_micros())
         .bind(event_id)

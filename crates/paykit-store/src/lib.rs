@@ -78,8 +78,17 @@ pub enum StoreError {
 impl StoreError {
     /// Errors worth retrying as they stand (the database went away or a transaction lost a
     /// serialisation race), as opposed to answers about the data.
+    /// Input the database refused as text (PostgreSQL rejects NUL characters).
+    pub fn is_bad_text(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22021"))
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // Deadlock detected / serialization failure: the same request may succeed.
+                matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
+            }
             StoreError::Database(e) => matches!(
                 e,
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed

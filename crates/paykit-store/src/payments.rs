@@ -443,6 +443,12 @@ impl Store {
                 .fetch_optional(tx.conn())
                 .await?;
         let order_id = order_id.ok_or(PayError::NotFound)?;
+        // The order row first, then the confirmation: the order every path keeps, so a
+        // merchant's reversal and a consumer's answer cannot deadlock.
+        let to = if accept { OrderStatus::Success } else { OrderStatus::PayError };
+        if !tx.transition_order(&order_id, OrderStatus::UserPaying, to, now).await? {
+            return Err(PayError::ConfirmationNotPending);
+        }
         let answered = sqlx::query(
             "UPDATE confirmations SET status = $1, answered_at_us = $2 WHERE id = $3 AND status = 'PENDING' AND expires_at_us > $2",
         )
@@ -456,10 +462,6 @@ impl Store {
             return Err(PayError::ConfirmationNotPending);
         }
         let order = tx.order(&order_id).await?.ok_or(PayError::NotFound)?;
-        let to = if accept { OrderStatus::Success } else { OrderStatus::PayError };
-        if !tx.transition_order(&order_id, OrderStatus::UserPaying, to, now).await? {
-            return Err(PayError::ConfirmationNotPending);
-        }
         if accept {
             sqlx::query("UPDATE orders SET paid_at_us = $1 WHERE id = $2")
                 .bind(now.unix_micros())
@@ -524,6 +526,14 @@ impl Store {
             }
             OrderStatus::UserPaying | OrderStatus::Success => {}
             other => return Err(PayError::WrongStatus(other)),
+        }
+        let refunded: i64 = sqlx::query_scalar("SELECT refunded_minor FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_one(tx.conn())
+            .await?;
+        if refunded > 0 {
+            // Part of it went back already: reversing would return it twice. Refund the rest.
+            return Err(PayError::WrongStatus(order.status));
         }
         if !tx.transition_order(order_id, order.status, OrderStatus::Revoked, now).await? {
             let current = tx.order(order_id).await?.ok_or(PayError::NotFound)?;

@@ -393,6 +393,15 @@ impl Store {
         .await?;
         for id in unconfirmed {
             let mut tx = self.begin().await?;
+            let row = sqlx::query("SELECT order_id, user_id, kind FROM confirmations WHERE id = $1")
+                .bind(&id)
+                .fetch_one(tx.conn())
+                .await?;
+            let (order_id, user_id, kind): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            // The order row first, as every path that touches both locks them.
+            let failed = kind == "micropay"
+                && tx.transition_order(&order_id, OrderStatus::UserPaying, OrderStatus::PayError, now).await?;
             let expired = sqlx::query(
                 "UPDATE confirmations SET status = 'EXPIRED', answered_at_us = $1 WHERE id = $2 AND status = 'PENDING'",
             )
@@ -404,12 +413,7 @@ impl Store {
             if expired == 0 {
                 continue;
             }
-            let row = sqlx::query("SELECT order_id, user_id FROM confirmations WHERE id = $1")
-                .bind(&id)
-                .fetch_one(tx.conn())
-                .await?;
-            let (order_id, user_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            if tx.transition_order(&order_id, OrderStatus::UserPaying, OrderStatus::PayError, now).await? {
+            if failed {
                 let order = tx
                     .order(&order_id)
                     .await?

@@ -53,9 +53,9 @@ impl Store {
     ) -> Result<String> {
         let id = ids::new_id("cfm");
         let mut tx = self.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO confirmations (id, user_id, order_id, kind, status, expires_at_us, created_at_us, funding, reason) \
-             VALUES ($1, $2, $3, 'risk_hold', 'PENDING', $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, 'risk_hold', 'PENDING', $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&id)
         .bind(user_id)
@@ -65,7 +65,20 @@ impl Store {
         .bind(funding)
         .bind(reasons)
         .execute(tx.conn())
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Already held for this consumer: the same confirmation answers both asks.
+            let existing: String = sqlx::query_scalar(
+                "SELECT id FROM confirmations WHERE user_id = $1 AND order_id = $2 AND status = 'PENDING' AND kind = 'risk_hold'",
+            )
+            .bind(user_id)
+            .bind(order_id)
+            .fetch_one(tx.conn())
+            .await?;
+            tx.commit().await?;
+            return Ok(existing);
+        }
         tx.add_alert(user_id, "risk_hold", &format!("A payment was held for your confirmation ({reasons})."), now)
             .await?;
         tx.commit().await?;

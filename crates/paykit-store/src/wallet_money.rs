@@ -147,6 +147,7 @@ impl Store {
             "merchant" => {
                 "UPDATE merchants SET status = CASE WHEN $1 = 1 THEN 'FROZEN' ELSE 'ACTIVE' END WHERE id = $2"
             }
+            "biller" => "UPDATE billers SET status = CASE WHEN $1 = 1 THEN 'FROZEN' ELSE 'ACTIVE' END WHERE id = $2",
             _ => return Ok(false),
         };
         let mut tx = self.begin().await?;
@@ -437,14 +438,18 @@ impl Store {
 
     async fn try_claim_red_packet(&self, id: &str, user_id: &str, now: Timestamp) -> Result<Claim, PayError> {
         let mut tx = self.begin().await?;
-        let open: Option<i64> =
-            sqlx::query_scalar("SELECT expires_at_us FROM red_packets WHERE id = $1 AND status = 'OPEN'")
-                .bind(id)
-                .fetch_optional(tx.conn())
-                .await?;
-        match open {
-            Some(expires) if expires > now.unix_micros() => {}
-            _ => return Ok(Claim::Empty),
+        // Lock the packet row first (as expiry does), so a claim and the expiry of the same
+        // packet serialise: a share is either claimed or returned, never both.
+        let open = sqlx::query(
+            "UPDATE red_packets SET status = status WHERE id = $1 AND status = 'OPEN' AND expires_at_us > $2",
+        )
+        .bind(id)
+        .bind(now.unix_micros())
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if open == 0 {
+            return Ok(Claim::Empty);
         }
         let already: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM red_packet_shares WHERE packet_id = $1 AND claimed_by = $2")

@@ -298,6 +298,12 @@ pub async fn pay_bill(
     require_can_pay(&user)?;
     let bill = state.store().bill_by_id(&req.bill_id).await?.ok_or_else(|| ApiError::not_found("bill"))?;
     let biller = state.store().biller(&bill.biller_id).await?.ok_or_else(|| ApiError::not_found("biller"))?;
+    if biller.status == "FROZEN" {
+        return Err(ApiError::new(
+            ErrorCode::MerchantFrozen,
+            "this biller's account is frozen and cannot receive payments",
+        ));
+    }
     if !matches!(bill.status.as_str(), "UNPAID" | "PARTIAL") {
         return Err(ApiError::new(ErrorCode::BillNotOpen, format!("the bill is {}", bill.status)));
     }
@@ -321,11 +327,14 @@ pub async fn pay_bill(
         }
     };
     verify_pay_password(&state, &user, &req.pay_password).await?;
-    let bill = state.store().pay_bill(&bill.id, &user.id, amount, state.clock().now()).await.map_err(|e| match e {
-        paykit_store::payments::PayError::AlreadyPaid => {
-            ApiError::new(ErrorCode::BillNotOpen, "the bill was paid meanwhile")
-        }
-        other => other.into(),
-    })?;
+    let bill =
+        state.store().pay_bill(&bill.id, &user.id, amount, biller.allow_partial, state.clock().now()).await.map_err(
+            |e| match e {
+                paykit_store::payments::PayError::AlreadyPaid => {
+                    ApiError::new(ErrorCode::BillNotOpen, "the bill was paid meanwhile")
+                }
+                other => other.into(),
+            },
+        )?;
     Ok(Json(bill_view(&bill)).into_response())
 }

@@ -99,8 +99,8 @@ pub async fn ops_freeze(
     ApiJson(req): ApiJson<OpsFreeze>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_text("reason", &req.reason, 1, 200)?;
-    if !["user", "merchant"].contains(&req.party_kind.as_str()) {
-        return Err(ApiError::invalid("party_kind", "user or merchant"));
+    if !["user", "merchant", "biller"].contains(&req.party_kind.as_str()) {
+        return Err(ApiError::invalid("party_kind", "user, merchant or biller"));
     }
     let actor = format!("operator:{}", op.name);
     if !state

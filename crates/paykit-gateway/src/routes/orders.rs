@@ -319,6 +319,25 @@ pub async fn micropay(
     if store.merchant(merchant_id).await?.is_some_and(|m| m.status == "FROZEN") {
         return Err(ApiError::new(ErrorCode::MerchantFrozen, "this merchant's account is frozen"));
     }
+    // A retry of a payment already made is answered from the order, before the (by then
+    // perhaps expired) payment code or the risk rules are looked at again.
+    let retry_digest = request_digest(&[
+        "micropay",
+        &req.out_trade_no,
+        &amount.minor_units().to_string(),
+        currency.code(),
+        &req.description,
+        &req.auth_code,
+    ]);
+    if let Some(existing) = store.order_by_out_trade_no(merchant_id, &req.out_trade_no).await? {
+        if existing.request_digest == retry_digest {
+            return Ok(axum::Json(view(&state, &existing)).into_response());
+        }
+        return Err(ApiError::new(
+            ErrorCode::OutTradeNoReused,
+            "this out_trade_no was already used for a different payment",
+        ));
+    }
     let window_start = now.plus_secs(-state.config().code_failure_window_secs);
     if store.code_failures_since(Some(merchant_id), None, window_start).await?
         >= state.config().merchant_code_failure_limit

@@ -753,6 +753,14 @@ pub async fn answer_confirmation(
             state.store().close_hold(&hold.id, &user.id, false, now).await?;
             return Ok(Json(json!({ "confirmation_id": hold.id, "order_id": hold.order_id, "status": "DECLINED" })));
         }
+        let held_order = state.store().order(&hold.order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+        if held_order.payer_user_id.as_deref() == Some(user.id.as_str()) {
+            // Already paid (another hold, or a retry): close this one, charge nothing.
+            state.store().close_hold(&hold.id, &user.id, true, now).await?;
+            return Ok(Json(
+                json!({ "confirmation_id": hold.id, "order_id": held_order.id, "status": held_order.status.as_str() }),
+            ));
+        }
         let funding_label = hold.funding.clone().unwrap_or_else(|| "balance".to_owned());
         let funding = if funding_label == "balance" {
             Funding::Balance
