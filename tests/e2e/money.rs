@@ -153,11 +153,23 @@ e2e_tests!(transfers_wait_for_the_payee_and_return_after_a_day, async |gw: Gatew
     );
     assert_eq!(gw.balance_of(&stranger_token).await, "5.00");
 
-    // To a merchant: at once.
+    // To a merchant: at once. A retry with the same Idempotency-Key moves nothing more.
     let shop = gw.create_merchant("Transfer Shop");
-    let t4 = post(&gw, "/wallet/v1/transfers", &alice.token, send(json!({"to_merchant_id": shop.merchant_id}), "1.00"))
-        .await;
+    let body = send(json!({"to_merchant_id": shop.merchant_id}), "1.00");
+    let t4 = gw.wallet_with("POST", "/wallet/v1/transfers", Some(&alice.token), body.clone(), Some("tr-1")).await;
     assert_eq!(t4.json()["status"], "COMPLETED", "{}", t4.body);
+    let again = gw.wallet_with("POST", "/wallet/v1/transfers", Some(&alice.token), body, Some("tr-1")).await;
+    assert_eq!(again.json()["transfer_id"], t4.json()["transfer_id"]);
+    let other = gw
+        .wallet_with(
+            "POST",
+            "/wallet/v1/transfers",
+            Some(&alice.token),
+            send(json!({"to_merchant_id": shop.merchant_id}), "2.00"),
+            Some("tr-1"),
+        )
+        .await;
+    assert_eq!((other.status, other.code()), (409, "IDEMPOTENCY_KEY_REUSED".into()));
     let bad = post(&gw, "/wallet/v1/transfers", &alice.token, send(json!({"to_phone": alice.phone}), "1.00")).await;
     assert_eq!(bad.code(), "PAYEE_INVALID");
     let too_much =

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 
 use crate::ledger::Owner;
 use crate::merchants::IssuedKey;
-use crate::payments::PayError;
+use crate::payments::{IdempotencyKey, PayError};
 use crate::{Result, Store, StoreError, ids};
 
 #[derive(Debug, Clone)]
@@ -267,9 +267,21 @@ impl Store {
         user_id: &str,
         amount: Money,
         allow_partial: bool,
+        idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<Bill, PayError> {
+        let payment_id = ids::new_id("bpy");
         let mut tx = self.begin().await?;
+        if let Some(key) = idempotency {
+            if let Some(previous) = tx.claim_idempotency_key(key, &payment_id, now).await? {
+                tx.rollback().await?;
+                let bill_id: Option<String> = sqlx::query_scalar("SELECT bill_id FROM bill_payments WHERE id = $1")
+                    .bind(&previous)
+                    .fetch_optional(self.reader())
+                    .await?;
+                return self.bill_by_id(&bill_id.ok_or(PayError::NotFound)?).await?.ok_or(PayError::NotFound);
+            }
+        }
         let moved = sqlx::query(
             "UPDATE bills SET paid_minor = paid_minor + $1, \
                status = CASE WHEN paid_minor + $1 = amount_minor THEN 'PAID' ELSE 'PARTIAL' END, \
@@ -291,7 +303,6 @@ impl Store {
             let sql = format!("SELECT {BILL_COLUMNS} FROM bills WHERE id = $1");
             bill_from_row(&sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bill_id).fetch_one(tx.conn()).await?)?
         };
-        let payment_id = ids::new_id("bpy");
         sqlx::query(
             "INSERT INTO bill_payments (id, bill_id, user_id, amount_minor, created_at_us) VALUES ($1, $2, $3, $4, $5)",
         )

@@ -8,7 +8,7 @@ use paykit_core::time::Timestamp;
 use sqlx::Row;
 
 use crate::ledger::Owner;
-use crate::payments::{BANK_OWNER, PayError};
+use crate::payments::{BANK_OWNER, IdempotencyKey, PayError};
 use crate::{Result, Store, StoreError, Tx, ids};
 
 pub const TRANSFER_ESCROW: Owner<'static> = Owner { owner_type: "system", owner_id: "transfer_escrow" };
@@ -207,6 +207,7 @@ impl Store {
         amount: Money,
         memo: &str,
         expires_at: Timestamp,
+        idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<Transfer, PayError> {
         let id = ids::new_id("trf");
@@ -217,6 +218,12 @@ impl Store {
         };
         let status = if kind == "merchant" { "COMPLETED" } else { "PENDING" };
         let mut tx = self.begin().await?;
+        if let Some(key) = idempotency {
+            if let Some(previous) = tx.claim_idempotency_key(key, &id, now).await? {
+                tx.rollback().await?;
+                return self.transfer(&previous).await?.ok_or(PayError::NotFound);
+            }
+        }
         sqlx::query(
             "INSERT INTO transfers (id, payer_user_id, payee_kind, payee_user_id, payee_merchant_id, payee_phone, amount_minor, currency, \
                memo, status, expires_at_us, created_at_us, settled_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, 'CNY', $8, $9, $10, $11, $12)",
@@ -340,11 +347,18 @@ impl Store {
         shares: &[i64],
         memo: &str,
         expires_at: Timestamp,
+        idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<RedPacket, PayError> {
         let id = ids::new_id("rpk");
         let total = money(shares.iter().sum())?;
         let mut tx = self.begin().await?;
+        if let Some(key) = idempotency {
+            if let Some(previous) = tx.claim_idempotency_key(key, &id, now).await? {
+                tx.rollback().await?;
+                return self.red_packet(&previous).await?.ok_or(PayError::NotFound);
+            }
+        }
         sqlx::query(
             "INSERT INTO red_packets (id, sender_user_id, kind, total_minor, currency, share_count, memo, status, expires_at_us, created_at_us) \
              VALUES ($1, $2, $3, $4, 'CNY', $5, $6, 'OPEN', $7, $8)",
@@ -619,10 +633,17 @@ impl Store {
         amount: Money,
         fee: Money,
         settle_at: Timestamp,
+        idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<Payout, PayError> {
         let id = ids::new_id(if kind == "withdrawal" { "wdr" } else { "rpy" });
         let mut tx = self.begin().await?;
+        if let Some(key) = idempotency {
+            if let Some(previous) = tx.claim_idempotency_key(key, &id, now).await? {
+                tx.rollback().await?;
+                return self.payout(user_id, &previous).await?.ok_or(PayError::NotFound);
+            }
+        }
         sqlx::query(
             "INSERT INTO payouts (id, kind, user_id, card_id, funding, amount_minor, fee_minor, currency, status, settle_at_us, created_at_us) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'CNY', 'PROCESSING', $8, $9)",

@@ -292,6 +292,7 @@ pub struct PayBill {
 pub async fn pay_bill(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
+    crate::extract::IdempotencyKeyHeader(key): crate::extract::IdempotencyKeyHeader,
     ApiJson(req): ApiJson<PayBill>,
 ) -> Result<Response, ApiError> {
     let user = load_user(&state, &who).await?;
@@ -327,14 +328,27 @@ pub async fn pay_bill(
         }
     };
     verify_pay_password(&state, &user, &req.pay_password).await?;
-    let bill =
-        state.store().pay_bill(&bill.id, &user.id, amount, biller.allow_partial, state.clock().now()).await.map_err(
-            |e| match e {
-                paykit_store::payments::PayError::AlreadyPaid => {
-                    ApiError::new(ErrorCode::BillNotOpen, "the bill was paid meanwhile")
-                }
-                other => other.into(),
-            },
-        )?;
+    let bill = state
+        .store()
+        .pay_bill(
+            &bill.id,
+            &user.id,
+            amount,
+            biller.allow_partial,
+            key.map(|key| paykit_store::payments::IdempotencyKey {
+                scope: format!("bill_payment:{}", user.id),
+                key,
+                request_digest: request_digest(&[&req.bill_id, &amount.minor_units().to_string()]),
+            })
+            .as_ref(),
+            state.clock().now(),
+        )
+        .await
+        .map_err(|e| match e {
+            paykit_store::payments::PayError::AlreadyPaid => {
+                ApiError::new(ErrorCode::BillNotOpen, "the bill was paid meanwhile")
+            }
+            other => other.into(),
+        })?;
     Ok(Json(bill_view(&bill)).into_response())
 }

@@ -9,17 +9,18 @@ use axum::response::{IntoResponse, Response};
 use paykit_core::red_packet::{SplitError, split_fixed, split_lucky};
 use paykit_core::time::Timestamp;
 use paykit_core::{ErrorCode, Money};
+use paykit_store::payments::IdempotencyKey;
 use paykit_store::users::User;
 use paykit_store::wallet_money::{Payee, Payout, RedPacket, Transfer};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::wallet::{load_user, require_can_pay, verify_pay_password};
-use super::{check_text, parse_amount};
+use super::{check_text, parse_amount, request_digest};
 use crate::app::AppState;
 use crate::bank::{CreditPurpose, DebitPurpose};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, IdempotencyKeyHeader};
 use crate::ops_auth::Operator;
 use crate::wallet_auth::WalletUser;
 
@@ -150,9 +151,19 @@ fn day_start(now: Timestamp) -> Timestamp {
     Timestamp::from_unix_secs((now.unix_secs() + offset).div_euclid(86_400) * 86_400 - offset)
 }
 
+/// An `Idempotency-Key` scoped to one consumer and operation, with the request's digest.
+fn idempotency(key: Option<String>, operation: &str, user_id: &str, parts: &[&str]) -> Option<IdempotencyKey> {
+    key.map(|key| IdempotencyKey {
+        scope: format!("{operation}:{user_id}"),
+        key,
+        request_digest: request_digest(parts),
+    })
+}
+
 pub async fn create_transfer(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<NewTransfer>,
 ) -> Result<Response, ApiError> {
     let user = load_user(&state, &who).await?;
@@ -198,8 +209,16 @@ pub async fn create_transfer(
         }
     };
     verify_pay_password(&state, &user, &req.pay_password).await?;
-    let t =
-        state.store().create_transfer(&user.id, payee, amount, &memo, now.plus_secs(cfg.claim_ttl_secs), now).await?;
+    let idem = idempotency(
+        key,
+        "transfer",
+        &user.id,
+        &[req.to_phone.as_deref().unwrap_or(""), req.to_merchant_id.as_deref().unwrap_or(""), &req.amount, &memo],
+    );
+    let t = state
+        .store()
+        .create_transfer(&user.id, payee, amount, &memo, now.plus_secs(cfg.claim_ttl_secs), idem.as_ref(), now)
+        .await?;
     Ok((StatusCode::CREATED, Json(transfer_view(&t))).into_response())
 }
 
@@ -260,6 +279,7 @@ pub struct NewPacket {
 pub async fn create_red_packet(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<NewPacket>,
 ) -> Result<Response, ApiError> {
     let user = load_user(&state, &who).await?;
@@ -278,7 +298,15 @@ pub async fn create_red_packet(
     let now = state.clock().now();
     let packet = state
         .store()
-        .create_red_packet(&user.id, &req.kind, &shares, &memo, now.plus_secs(state.config().claim_ttl_secs), now)
+        .create_red_packet(
+            &user.id,
+            &req.kind,
+            &shares,
+            &memo,
+            now.plus_secs(state.config().claim_ttl_secs),
+            idempotency(key, "red_packet", &user.id, &[&req.kind, &req.total, &req.shares.to_string(), &memo]).as_ref(),
+            now,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(packet_view(&packet, &user.id))).into_response())
 }
@@ -339,6 +367,7 @@ async fn payout_card(state: &AppState, user: &User, card_id: &str) -> Result<pay
 pub async fn withdraw(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<Withdraw>,
 ) -> Result<Response, ApiError> {
     let user = load_user(&state, &who).await?;
@@ -367,6 +396,7 @@ pub async fn withdraw(
             amount,
             fee,
             now.plus_secs(cfg.sandbox_payout_secs),
+            idempotency(key, "withdrawal", &user.id, &[&req.card_id, &req.amount]).as_ref(),
             now,
         )
         .await?;
@@ -385,6 +415,7 @@ pub struct Repay {
 pub async fn repay(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<Repay>,
 ) -> Result<Response, ApiError> {
     let user = load_user(&state, &who).await?;
@@ -408,7 +439,17 @@ pub async fn repay(
     let settle_at = now.plus_secs(state.config().sandbox_payout_secs);
     let p = state
         .store()
-        .create_payout("repayment", &user.id, &card.id, &req.funding, amount, zero, settle_at, now)
+        .create_payout(
+            "repayment",
+            &user.id,
+            &card.id,
+            &req.funding,
+            amount,
+            zero,
+            settle_at,
+            idempotency(key, "repayment", &user.id, &[&req.card_id, &req.amount, &req.funding]).as_ref(),
+            now,
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(payout_view(&p))).into_response())
 }
