@@ -2,6 +2,7 @@
 
 mod bills;
 mod bridge;
+mod browser;
 mod callbacks;
 mod examples;
 mod input;

@@ -132,6 +132,22 @@ enum MerchantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Add a cashier-console user (/console) to a merchant. Prints the password when it
+    /// is generated (shown only this once).
+    AddUser {
+        #[arg(long)]
+        merchant_id: String,
+        /// 3 to 32 characters of letters, digits, '.', '_' and '-'; unique across merchants.
+        #[arg(long)]
+        username: String,
+        /// Read the password (8 to 64 characters) from the first line of standard input
+        /// instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print {"console_user_id", "username", "password"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke one API key at once.
     RevokeKey {
         #[arg(long)]
@@ -483,6 +499,45 @@ async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCo
                 println!("key_id       {}\napi_secret   {}", key.key_id, key.api_secret);
                 for revoked in &key.revoked_key_ids {
                     println!("revoked      {revoked} (at most two keys stay active)");
+                }
+            }
+        }
+        MerchantCommand::AddUser { merchant_id, username, password_stdin, json } => {
+            let username = username.trim();
+            let username_ok = (3..=32).contains(&username.len())
+                && username.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !username_ok {
+                bail!("--username must be 3 to 32 characters of letters, digits, '.', '_' and '-'");
+            }
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (paykit_store::ids::random_base32(16), true)
+            };
+            if !(8..=64).contains(&password.chars().count()) {
+                bail!("the password must be 8 to 64 characters");
+            }
+            if store.merchant(&merchant_id).await?.is_none() {
+                bail!("no merchant {merchant_id}");
+            }
+            let hashing = paykit_gateway::passwords::PasswordHashing::new(1, 1);
+            let hash = hashing.hash(&password).await.map_err(|e| anyhow::anyhow!(e.message))?;
+            let Some(user) = store.create_console_user(&merchant_id, username, &hash, now()).await? else {
+                bail!("the username {username} is taken; choose another");
+            };
+            let shown = generated.then_some(password.as_str());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "console_user_id": user.id, "username": user.username, "password": shown })
+                );
+            } else {
+                println!("console_user_id  {}\nusername         {}", user.id, user.username);
+                if let Some(p) = shown {
+                    println!("password         {p}");
+                    eprintln!("The password is shown only now. Log in at /console.");
                 }
             }
         }

@@ -246,6 +246,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wallet)
         .merge(ops)
         .merge(biller)
+        .merge(crate::web::router(state.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method")

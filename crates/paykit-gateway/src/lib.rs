@@ -21,6 +21,7 @@ pub mod qr;
 pub mod routes;
 pub mod server;
 pub mod wallet_auth;
+pub mod web;
 
 pub use app::{AppState, router, spawn_background_tasks};
 pub use config::{GatewayConfig, Mode};

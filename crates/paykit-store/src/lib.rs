@@ -10,6 +10,7 @@
 
 pub mod bank;
 pub mod bills;
+pub mod console;
 pub mod events;
 pub mod ids;
 pub mod ledger;
@@ -318,6 +319,7 @@ fn migrator(engine: Engine) -> Migrator {
             (5, "bills", include_str!("../../../migrations/sqlite/0005_bills.sql")),
             (6, "risk", include_str!("../../../migrations/sqlite/0006_risk.sql")),
             (7, "refund_request_once", include_str!("../../../migrations/sqlite/0007_refund_request_once.sql")),
+            (8, "console", include_str!("../../../migrations/sqlite/0008_console.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
@@ -327,6 +329,7 @@ fn migrator(engine: Engine) -> Migrator {
             (5, "bills", include_str!("../../../migrations/postgres/0005_bills.sql")),
             (6, "risk", include_str!("../../../migrations/postgres/0006_risk.sql")),
             (7, "refund_request_once", include_str!("../../../migrations/postgres/0007_refund_request_once.sql")),
+            (8, "console", include_str!("../../../migrations/postgres/0008_console.sql")),
         ],
     };
     Migrator::with_migrations(

@@ -288,6 +288,17 @@ impl Store {
         row.as_ref().map(refund_from_row).transpose()
     }
 
+    /// One merchant's refunds of one order, oldest first.
+    pub async fn order_refunds(&self, merchant_id: &str, order_id: &str) -> Result<Vec<Refund>> {
+        let sql = format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds r JOIN orders o ON o.id = r.order_id \
+             WHERE r.order_id = $1 AND r.merchant_id = $2 ORDER BY r.created_at_us, r.id"
+        );
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).bind(merchant_id).fetch_all(self.reader()).await?;
+        rows.iter().map(refund_from_row).collect()
+    }
+
     /// Settles card refunds whose bank delay has passed: SUCCESS when the card is still
     /// bound, ABNORMAL (money back to the merchant) when it is not. Each settles once.
     pub async fn settle_due_refunds(&self, now: Timestamp) -> Result<u64> {

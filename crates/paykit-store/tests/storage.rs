@@ -192,3 +192,18 @@ async fn raw_pool(db: &TestDb) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(&db.url).await.unwrap()
 }
+
+engine_tests!(console_users_log_in_and_out, async move |store: Store, _db: &TestDb| {
+    let (merchant, _key) = store.create_merchant("Corner Shop", None, now()).await.unwrap();
+    let user = store.create_console_user(&merchant.id, "alice", "hash", now()).await.unwrap().unwrap();
+    assert!(store.create_console_user(&merchant.id, "alice", "other", now()).await.unwrap().is_none());
+    assert_eq!(store.console_user_by_username("alice").await.unwrap(), Some(user.clone()));
+    assert_eq!(store.console_user_by_username("bob").await.unwrap(), None);
+
+    let later = Timestamp::from_unix_secs(now().unix_secs() + 3600);
+    store.create_console_session("digest", &user.id, later, now()).await.unwrap();
+    assert_eq!(store.console_session_user("digest", now()).await.unwrap(), Some(user.clone()));
+    assert_eq!(store.console_session_user("digest", later).await.unwrap(), None, "expired");
+    store.end_console_session("digest").await.unwrap();
+    assert_eq!(store.console_session_user("digest", now()).await.unwrap(), None, "logged out");
+});
