@@ -229,6 +229,45 @@ try {
   await wallet.locator(`.record[data-order-id="${orderId}"] .request`).filter({ hasText: "APPROVED" }).waitFor();
   await shot(wallet, "wallet-records");
 
+  // ---- the wallet's money pages: transfer, red packet, bills, freeze ----
+  console.log("wallet: transfer, red packet, bills, freeze");
+  await wallet.goto(`${base}/wallet/transfers`);
+  await expectFieldError(wallet, "transfer", "amount", { to_phone: "13900000000", amount: "-1", pay_password: PAY_PASSWORD }, "negative transfer");
+  await wallet.fill("#transfer-to_phone", "13900000000");
+  await wallet.fill("#transfer-amount", "5.00");
+  await wallet.fill("#transfer-pay_password", PAY_PASSWORD);
+  await wallet.click('form[data-form="transfer"] button');
+  await wallet.locator(".flash").filter({ hasText: "¥5.00" }).waitFor();
+  await wallet.goto(`${base}/wallet/red-packets`);
+  await expectFieldError(wallet, "send", "total", { total: "300.00", shares: "3", pay_password: PAY_PASSWORD }, "red packet above ¥200.00");
+  await wallet.fill("#send-total", "10.00");
+  await wallet.fill("#send-shares", "3");
+  await wallet.fill("#send-pay_password", PAY_PASSWORD);
+  await wallet.click('form[data-form="send"] button');
+  await wallet.locator(".flash").filter({ hasText: "¥10.00" }).waitFor();
+  await wallet.goto(`${base}/wallet/bills`);
+  await looksHuman(wallet, "bills page");
+  await wallet.goto(`${base}/wallet/me`);
+  await wallet.click('form[data-form="freeze"] button');
+  await wallet.locator('form[data-form="unfreeze"]').waitFor();
+  // Which of the four proofs was wrong is not said (that would help a thief guess).
+  await wallet.fill("#unfreeze-password", "long-enough-1");
+  await wallet.fill("#unfreeze-pay_password", "000000");
+  await wallet.fill("#unfreeze-name", env("WALLET_NAME"));
+  await wallet.fill("#unfreeze-id_number", env("WALLET_ID_NUMBER"));
+  await wallet.click('form[data-form="unfreeze"] button');
+  await wallet.locator('form[data-form="unfreeze"] .form-error').waitFor();
+  await looksHuman(wallet, "unfreeze refused");
+  await wallet.fill("#unfreeze-password", "long-enough-1");
+  await wallet.fill("#unfreeze-pay_password", PAY_PASSWORD);
+  await wallet.fill("#unfreeze-name", env("WALLET_NAME"));
+  await wallet.fill("#unfreeze-id_number", env("WALLET_ID_NUMBER"));
+  await wallet.click('form[data-form="unfreeze"] button');
+  await wallet.locator('form[data-form="freeze"]').waitFor();
+  await wallet.goto(`${base}/wallet`);
+  await shot(wallet, "wallet-home");
+  await looksHuman(wallet, "wallet home");
+
   // ---- today's orders and the statement ----
   console.log("orders and statement");
   await console_.goto(`${base}/console?status=SUCCESS`);

@@ -293,7 +293,10 @@ pub async fn create_red_packet(
         "lucky" => split_lucky(total.minor_units(), req.shares, random_u64),
         _ => return Err(ApiError::invalid("kind", "fixed or lucky")),
     }
-    .map_err(|e: SplitError| ApiError::new(ErrorCode::RedPacketInvalid, e.to_string()))?;
+    .map_err(|e: SplitError| {
+        let field = if e == SplitError::ShareCount { "shares" } else { "total" };
+        ApiError::new(ErrorCode::RedPacketInvalid, e.to_string()).with("field", field)
+    })?;
     verify_pay_password(&state, &user, &req.pay_password).await?;
     let now = state.clock().now();
     let packet = state
