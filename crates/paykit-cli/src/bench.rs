@@ -25,6 +25,11 @@ pub enum Scenario {
     Micropay,
     /// A 0.01 refund of a paid order.
     Refund,
+    /// Of every ten operations: five qr-pay, three micropay, one refund, one order query.
+    Mixed,
+    /// A backlog of `--events` callbacks delivered to a local sink; reports the drain rate
+    /// and the gateway's resident memory.
+    Callbacks,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +41,10 @@ pub struct Options {
     pub rate: Option<f64>,
     pub merchants: usize,
     pub wallets: usize,
+    /// Callbacks scenario: how many events to deliver.
+    pub events: usize,
+    /// The gateway's process, when the bench started it (for its memory).
+    pub gateway_pid: Option<u32>,
 }
 
 struct Merchant {
@@ -60,18 +69,22 @@ fn now() -> Timestamp {
 
 /// Creates merchants and funded, verified wallets with devices straight in the database
 /// (registering thousands over HTTP would measure Argon2, not payments).
-async fn fixture(store: &Store, o: &Options) -> Result<Fixture> {
+async fn fixture(store: &Store, o: &Options, notify_url: Option<&str>) -> Result<Fixture> {
     let hashing = paykit_gateway::passwords::PasswordHashing::new(1, 4);
     let password = hashing.hash("bench-password").await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let pay_password = hashing.hash("135790").await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let t = now();
     let mut merchants = Vec::new();
     for i in 0..o.merchants {
-        let (m, key) = store.create_merchant(&format!("Bench Merchant {i}"), None, t).await?;
+        let (m, key) = store.create_merchant(&format!("Bench Merchant {i}"), notify_url, t).await?;
         merchants.push(Merchant { id: m.id, key_id: key.key_id, secret: key.api_secret });
     }
     // A payment code works once per device per 30 s step: micropay needs many devices.
-    let devices_each = if o.scenario == Scenario::Micropay { 200 } else { 1 };
+    let devices_each = match o.scenario {
+        Scenario::Micropay => 200,
+        Scenario::Mixed => 100,
+        _ => 1,
+    };
     let mut wallets = Vec::new();
     let funds = Money::parse("1000000.00", Currency::Cny)?;
     for i in 0..o.wallets {
@@ -174,41 +187,70 @@ impl Runner {
         let m = &self.fixture.merchants[merchant_index];
         let w = self.pick(&self.fixture.wallets, n / self.fixture.merchants.len() as u64);
         match scenario_of(self) {
-            Scenario::QrPay | Scenario::QrPayPassword => {
-                let body = serde_json::json!({"out_trade_no": format!("B{n}-{}", rand_u32()), "amount": "0.01", "description": "bench"}).to_string();
-                let order = self.signed(m, "POST", "/v1/orders", body).await?;
-                let order_id = order["order_id"].as_str().unwrap_or_default();
-                let pay = if scenario_of(self) == Scenario::QrPay {
-                    let (device_id, secret) = &w.devices[0];
-                    let ts = unix_now();
-                    serde_json::json!({"order_id": order_id, "funding": "balance", "device_id": device_id, "device_ts": ts,
-                        "device_proof": paykit_core::wallet::device_proof(secret, order_id, "0.01", ts)})
-                } else {
-                    serde_json::json!({"order_id": order_id, "funding": "balance", "pay_password": "135790"})
-                };
-                let paid = self.wallet(w, "/wallet/v1/payments", pay).await?;
-                if paid["status"] == "SUCCESS" {
-                    Ok(())
-                } else {
-                    Err(format!("STATUS_{}", paid["status"].as_str().unwrap_or("?")))
-                }
-            }
-            Scenario::Micropay => {
-                let all: Vec<&(String, Vec<u8>)> = self.fixture.wallets.iter().flat_map(|w| w.devices.iter()).collect();
-                let i = self.next_device.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (device_id, secret) = all[i % all.len()];
-                let code = paykit_core::payment_code::generate(device_id.parse().unwrap_or(0), secret, unix_now());
-                let body = serde_json::json!({"out_trade_no": format!("M{n}-{}", rand_u32()), "amount": "0.01", "auth_code": code, "description": "bench"}).to_string();
-                self.signed(m, "POST", "/v1/micropay", body).await.map(|_| ())
-            }
-            Scenario::Refund => {
-                let i = self.refund_cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let paid = self.paid.get().map_or(&[][..], Vec::as_slice);
-                let Some((mi, order_id)) = paid.get(i % paid.len().max(1)) else { return Err("NO_PAID_ORDERS".into()) };
-                let body = serde_json::json!({"order_id": order_id, "out_refund_no": format!("R{i}-{}", rand_u32()), "amount": "0.01"}).to_string();
-                self.signed(&self.fixture.merchants[*mi], "POST", "/v1/refunds", body).await.map(|_| ())
-            }
+            Scenario::QrPay => self.qr_pay(n, m, w, false).await,
+            Scenario::QrPayPassword => self.qr_pay(n, m, w, true).await,
+            Scenario::Micropay => self.micropay(n, m).await,
+            Scenario::Refund => self.refund().await,
+            Scenario::Mixed => match n % 10 {
+                0..=4 => self.qr_pay(n, m, w, false).await,
+                5..=7 => self.micropay(n, m).await,
+                8 => self.refund().await,
+                _ => self.query_order(n).await,
+            },
+            Scenario::Callbacks => Err("NOT_A_REQUEST_SCENARIO".into()),
         }
+    }
+
+    /// Creates an order and pays it from a wallet, with a device confirmation or the pay
+    /// password.
+    async fn qr_pay(&self, n: u64, m: &Merchant, w: &Wallet, with_password: bool) -> Outcome {
+        let body = serde_json::json!({"out_trade_no": format!("B{n}-{}", rand_u32()), "amount": "0.01", "description": "bench"}).to_string();
+        let order = self.signed(m, "POST", "/v1/orders", body).await?;
+        let order_id = order["order_id"].as_str().unwrap_or_default();
+        let pay = if with_password {
+            serde_json::json!({"order_id": order_id, "funding": "balance", "pay_password": "135790"})
+        } else {
+            let (device_id, secret) = &w.devices[0];
+            let ts = unix_now();
+            serde_json::json!({"order_id": order_id, "funding": "balance", "device_id": device_id, "device_ts": ts,
+                "device_proof": paykit_core::wallet::device_proof(secret, order_id, "0.01", ts)})
+        };
+        let paid = self.wallet(w, "/wallet/v1/payments", pay).await?;
+        if paid["status"] == "SUCCESS" {
+            Ok(())
+        } else {
+            Err(format!("STATUS_{}", paid["status"].as_str().unwrap_or("?")))
+        }
+    }
+
+    /// A merchant-scanned payment code; each device's code works once per 30 s step, so
+    /// devices are taken in turn.
+    async fn micropay(&self, n: u64, m: &Merchant) -> Outcome {
+        let all: Vec<&(String, Vec<u8>)> = self.fixture.wallets.iter().flat_map(|w| w.devices.iter()).collect();
+        let i = self.next_device.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (device_id, secret) = all[i % all.len()];
+        let code = paykit_core::payment_code::generate(device_id.parse().unwrap_or(0), secret, unix_now());
+        let body = serde_json::json!({"out_trade_no": format!("M{n}-{}", rand_u32()), "amount": "0.01", "auth_code": code, "description": "bench"}).to_string();
+        self.signed(m, "POST", "/v1/micropay", body).await.map(|_| ())
+    }
+
+    /// A 0.01 refund of one of the orders paid before the run.
+    async fn refund(&self) -> Outcome {
+        let i = self.refund_cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let paid = self.paid.get().map_or(&[][..], Vec::as_slice);
+        let Some((mi, order_id)) = paid.get(i % paid.len().max(1)) else { return Err("NO_PAID_ORDERS".into()) };
+        let body = serde_json::json!({"order_id": order_id, "out_refund_no": format!("R{i}-{}", rand_u32()), "amount": "0.01"}).to_string();
+        self.signed(&self.fixture.merchants[*mi], "POST", "/v1/refunds", body).await.map(|_| ())
+    }
+
+    /// `GET /v1/orders/{id}` of a paid order.
+    async fn query_order(&self, n: u64) -> Outcome {
+        let paid = self.paid.get().map_or(&[][..], Vec::as_slice);
+        let Some((mi, order_id)) = paid.get(n as usize % paid.len().max(1)) else {
+            return Err("NO_PAID_ORDERS".into());
+        };
+        let path = format!("/v1/orders/{order_id}");
+        self.signed(&self.fixture.merchants[*mi], "GET", &path, String::new()).await.map(|_| ())
     }
 }
 
@@ -231,8 +273,11 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
     }
     let _ = SCENARIO.set(o.scenario);
     paykit_gateway::server::install_crypto_provider();
+    if o.scenario == Scenario::Callbacks {
+        return callbacks(store, o).await;
+    }
     let setup = Instant::now();
-    let fixture = fixture(&store, &o).await.context("setting up merchants and wallets")?;
+    let fixture = fixture(&store, &o, None).await.context("setting up merchants and wallets")?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.clients.max(16))
         .timeout(Duration::from_secs(30))
@@ -246,11 +291,11 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         refund_cursor: Default::default(),
         paid: std::sync::OnceLock::new(),
     });
-    if o.scenario == Scenario::Refund {
-        // Orders to refund: paid once each, 0.01 refunded at a time (50 refunds an order).
+    if matches!(o.scenario, Scenario::Refund | Scenario::Mixed) {
+        // Orders to refund (and, in the mix, to query): paid once each, 0.01 refunded at a
+        // time, 50 refunds an order: enough orders that the run never exhausts them.
         let mut paid = Vec::new();
-        // 50 refunds an order: enough orders that the run never exhausts them.
-        let orders = 600;
+        let orders = if o.scenario == Scenario::Refund { 600 } else { 200 };
         for i in 0..orders {
             let m = &runner.fixture.merchants[i % runner.fixture.merchants.len()];
             let w = &runner.fixture.wallets[i % runner.fixture.wallets.len()];
@@ -367,4 +412,110 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         report.postings
     );
     Ok(report.is_ok())
+}
+
+/// The gateway's resident memory in MiB, from /proc (Linux).
+fn rss_mib(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kib: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The callbacks scenario: merchants whose notify_url is a local sink, a backlog of
+/// `o.events` events written to the outbox in batches, and the gateway's dispatcher
+/// draining it. Reports the drain rate, delivery latency (event written → sink received)
+/// and the gateway's memory while it drains.
+async fn callbacks(store: Store, o: Options) -> Result<bool> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let received = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u32>::with_capacity(o.events)));
+    let sink = {
+        let (received, latencies) = (received.clone(), latencies.clone());
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let (received, latencies) = (received.clone(), latencies.clone());
+                async move {
+                    let created = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["created_at"].as_str().and_then(|t| Timestamp::parse_rfc3339(t).ok()));
+                    if let Some(created) = created {
+                        let us = (now().unix_micros() - created.unix_micros()).clamp(0, i64::from(u32::MAX));
+                        latencies.lock().map(|mut l| l.push(us as u32)).ok();
+                    }
+                    received.fetch_add(1, Ordering::Relaxed);
+                    "OK"
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, sink).await });
+
+    let fixture = fixture(&store, &Options { wallets: 0, ..o.clone() }, Some(&sink_url)).await?;
+    let rss_before = rss_mib(o.gateway_pid);
+    let started = Instant::now();
+    let mut written = 0usize;
+    while written < o.events {
+        let batch = (o.events - written).min(500);
+        let mut tx = store.begin().await?;
+        let t = now();
+        for i in written..written + batch {
+            let m = &fixture.merchants[i % fixture.merchants.len()];
+            tx.enqueue_event("merchant", &m.id, "bench.ping", serde_json::json!({ "i": i }), Some(&sink_url), t)
+                .await?;
+        }
+        tx.commit().await?;
+        written += batch;
+    }
+    let enqueued = started.elapsed();
+    let mut rss_max = rss_before.unwrap_or(0.0);
+    // Give up when nothing has arrived for 30 s: the dispatcher is stuck or the sink is.
+    let (mut last_count, mut last_progress) = (0, Instant::now());
+    loop {
+        let count = received.load(Ordering::Relaxed);
+        rss_max = rss_max.max(rss_mib(o.gateway_pid).unwrap_or(0.0));
+        if count as usize >= o.events {
+            break;
+        }
+        if count != last_count {
+            (last_count, last_progress) = (count, Instant::now());
+        } else if last_progress.elapsed() > Duration::from_secs(30) {
+            eprintln!("no deliveries for 30 s; stopping at {count}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drained = started.elapsed();
+    let count = received.load(Ordering::Relaxed);
+    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0);
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    println!("scenario Callbacks  engine {}  merchants {}  events {}", store.engine().as_str(), o.merchants, o.events);
+    println!(
+        "enqueued {} in {:.1}s  delivered {count} in {:.1}s  throughput {:.1}/s",
+        o.events,
+        enqueued.as_secs_f64(),
+        drained.as_secs_f64(),
+        count as f64 / drained.as_secs_f64()
+    );
+    println!(
+        "latency ms (written -> received)  p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
+        ms(pct(0.50)),
+        ms(pct(0.95)),
+        ms(pct(0.99)),
+        ms(lat.last().copied().unwrap_or(0))
+    );
+    if let Some(before) = rss_before {
+        println!("gateway RSS MiB  before {before:.1}  max while draining {rss_max:.1}");
+    }
+    let report = store.verify_ledger().await?;
+    println!(
+        "ledger verify: {}",
+        if report.is_ok() { "OK".to_owned() } else { format!("FAILED {:?}", report.violations) }
+    );
+    Ok(report.is_ok() && count as usize >= o.events)
 }

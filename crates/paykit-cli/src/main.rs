@@ -81,6 +81,9 @@ enum Command {
         merchants: usize,
         #[arg(long, default_value_t = 64)]
         wallets: usize,
+        /// Callbacks scenario: the backlog of events to deliver.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
     },
     /// Write a local CA and a server certificate for HTTPS on this machine.
     DevCert {
@@ -397,15 +400,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("sandbox clock advanced by {secs} s; it now reads {clock_now} ({} s ahead)", offset / 1_000_000);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { url, scenario, clients, duration, rate, merchants, wallets } => {
+        Command::Bench { url, scenario, clients, duration, rate, merchants, wallets, events } => {
             let secs = paykit_gateway::routes::refunds::parse_duration_secs(&duration)
                 .ok_or_else(|| anyhow::anyhow!("--duration {duration:?} is not a duration such as 10s or 2m"))?;
             let store = open_store(&config).await?;
             let mut _gateway = None;
+            let mut gateway_pid = None;
             let url = match url {
                 Some(u) => u,
                 None => {
                     let (child, u) = spawn_gateway(&config.database_url)?;
+                    gateway_pid = Some(child.id());
                     _gateway = Some(KillOnDrop(child));
                     u
                 }
@@ -418,6 +423,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 rate,
                 merchants,
                 wallets,
+                events,
+                gateway_pid,
             };
             let ok = bench::run(store, options).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
