@@ -4,6 +4,7 @@ mod bills;
 mod bridge;
 mod browser;
 mod callbacks;
+mod chaos;
 mod examples;
 mod input;
 mod ledger;

@@ -83,8 +83,8 @@ fn validate(state: &AppState, b: BillInput) -> Result<NewBill, ApiError> {
     })
 }
 
-/// Rows as sent: each either parsed or refused on its own.
-fn parse_rows(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<BillInput, ApiError>>, ApiError> {
+/// Rows as sent: each either parsed or refused on its own. Public for the fuzz target.
+pub fn parse_rows(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<BillInput, ApiError>>, ApiError> {
     let mime =
         headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).unwrap_or("").trim();
     if mime.eq_ignore_ascii_case("text/csv") {
