@@ -45,6 +45,8 @@ pub struct Options {
     pub events: usize,
     /// The gateway's process, when the bench started it (for its memory).
     pub gateway_pid: Option<u32>,
+    /// Whether the gateway the bench started groups commits (unknown for `--url`).
+    pub group_commit: Option<bool>,
 }
 
 struct Merchant {
@@ -382,9 +384,10 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
     let errors = errors.lock().await.clone();
     let error_count: u64 = errors.values().sum();
     println!(
-        "scenario {:?}  engine {}  {}  clients {}  merchants {}  wallets {}  duration {:.1}s",
+        "scenario {:?}  engine {}  group commit {}  {}  clients {}  merchants {}  wallets {}  duration {:.1}s",
         o.scenario,
         store.engine().as_str(),
+        o.group_commit.map_or("?", |on| if on { "on" } else { "off" }),
         o.rate.map_or("closed loop".to_owned(), |r| format!("open loop at {r}/s")),
         o.clients,
         o.merchants,

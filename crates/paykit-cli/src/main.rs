@@ -84,6 +84,10 @@ enum Command {
         /// Callbacks scenario: the backlog of events to deliver.
         #[arg(long, default_value_t = 20_000)]
         events: usize,
+        /// Start the gateway with group commit on or off (default: the engine's default,
+        /// on for SQLite, off for PostgreSQL).
+        #[arg(long, value_parser = ["on", "off"])]
+        group_commit: Option<String>,
     },
     /// Write a local CA and a server certificate for HTTPS on this machine.
     DevCert {
@@ -400,16 +404,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("sandbox clock advanced by {secs} s; it now reads {clock_now} ({} s ahead)", offset / 1_000_000);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { url, scenario, clients, duration, rate, merchants, wallets, events } => {
+        Command::Bench { url, scenario, clients, duration, rate, merchants, wallets, events, group_commit } => {
             let secs = paykit_gateway::routes::refunds::parse_duration_secs(&duration)
                 .ok_or_else(|| anyhow::anyhow!("--duration {duration:?} is not a duration such as 10s or 2m"))?;
             let store = open_store(&config).await?;
             let mut _gateway = None;
             let mut gateway_pid = None;
+            let started_here = url.is_none();
+            let group_commit = group_commit.map_or(store.engine() == paykit_store::Engine::Sqlite, |g| g == "on");
             let url = match url {
                 Some(u) => u,
                 None => {
-                    let (child, u) = spawn_gateway(&config.database_url)?;
+                    let (child, u) = spawn_gateway(&config.database_url, group_commit)?;
                     gateway_pid = Some(child.id());
                     _gateway = Some(KillOnDrop(child));
                     u
@@ -425,6 +431,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 wallets,
                 events,
                 gateway_pid,
+                group_commit: started_here.then_some(group_commit),
             };
             let ok = bench::run(store, options).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -445,7 +452,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn serve(config: GatewayConfig) -> Result<()> {
-    let store = open_store(&config).await?;
+    let mut store = open_store(&config).await?;
+    if config.group_commit.unwrap_or(store.engine() == paykit_store::Engine::Sqlite) {
+        store = store.with_group_commit(config.group_commit_max_batch);
+    }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
         (None, None) => None,
@@ -569,7 +579,7 @@ impl Drop for KillOnDrop {
 }
 
 /// Starts `paykit serve` on a free port against `database_url`; returns it and its URL.
-fn spawn_gateway(database_url: &str) -> Result<(std::process::Child, String)> {
+fn spawn_gateway(database_url: &str, group_commit: bool) -> Result<(std::process::Child, String)> {
     use std::io::BufRead;
     // Risk rules would hold a benchmark's thousands of payments from one wallet: allow all.
     let config = std::env::temp_dir().join(format!("paykit-bench-{}.toml", std::process::id()));
@@ -577,7 +587,7 @@ fn spawn_gateway(database_url: &str) -> Result<(std::process::Child, String)> {
     std::fs::write(
         &config,
         format!(
-            "[risk]\nvelocity = {allow}\ndaily_amount = {allow}\nnew_payee_amount = {allow}\nwrong_pay_passwords = {allow}\ncode_failures = {allow}\n"
+            "group_commit = {group_commit}\n[risk]\nvelocity = {allow}\ndaily_amount = {allow}\nnew_payee_amount = {allow}\nwrong_pay_passwords = {allow}\ncode_failures = {allow}\n"
         ),
     )?;
     let mut child = std::process::Command::new(std::env::current_exe()?)

@@ -12,6 +12,7 @@ pub mod bank;
 pub mod bills;
 pub mod console;
 pub mod events;
+mod group_commit;
 pub mod ids;
 pub mod ledger;
 pub mod merchants;
@@ -74,6 +75,9 @@ pub enum StoreError {
     CurrencyMismatch { account_id: String, posting: String, account: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The shared transaction of a group commit failed; nothing of the request was kept.
+    #[error("group commit failed: {0}")]
+    GroupCommit(String),
 }
 
 impl StoreError {
@@ -86,6 +90,7 @@ impl StoreError {
 
     pub fn is_transient(&self) -> bool {
         match self {
+            StoreError::GroupCommit(_) => true,
             StoreError::Database(sqlx::Error::Database(db)) => {
                 // Deadlock detected / serialization failure: the same request may succeed.
                 matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
@@ -125,6 +130,7 @@ pub struct Store {
     reader: AnyPool,
     /// Account metadata never changes once written, so it is cached for the hot path.
     accounts: Arc<RwLock<HashMap<String, AccountMeta>>>,
+    group_commit: Option<Arc<group_commit::GroupCommit>>,
 }
 
 impl Store {
@@ -163,7 +169,42 @@ impl Store {
     }
 
     fn from_pools(engine: Engine, writer: AnyPool, reader: AnyPool) -> Store {
-        Store { engine, writer, reader, accounts: Arc::default() }
+        Store { engine, writer, reader, accounts: Arc::default(), group_commit: None }
+    }
+
+    /// Routes [`Store::write`] through a commit pipeline that groups up to `max_batch`
+    /// concurrent writes into one transaction. One lane: batches held by parallel lanes lock
+    /// many balance rows each, in no common order, and deadlock one another on PostgreSQL
+    /// (measured; ARCHITECTURE.md). Needs a Tokio runtime.
+    pub fn with_group_commit(mut self, max_batch: usize) -> Store {
+        let plain = Store { group_commit: None, ..self.clone() };
+        self.group_commit = Some(group_commit::GroupCommit::start(&plain, 1, max_batch));
+        self
+    }
+
+    /// Runs `work` in a write transaction and commits it; an `Err` from `work` rolls back
+    /// everything it did. With group commit, the transaction is shared with concurrent
+    /// callers (`work` in its own savepoint) and this returns after the shared commit.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T, E>> + Send + 'static,
+    {
+        if let Some(group) = &self.group_commit {
+            return group.run(Box::new(work)).await;
+        }
+        let mut tx = self.begin().await?;
+        match work(&mut tx).await {
+            Ok(v) => {
+                tx.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     pub fn engine(&self) -> Engine {
@@ -261,7 +302,7 @@ impl Tx {
     }
 }
 
-type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
+pub type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
 
 /// Run on every new SQLite connection.
 fn sqlite_pragmas(

@@ -8,18 +8,23 @@ use crate::{Result, Store};
 impl Store {
     /// Records a nonce. Returns false if the party already used it (a replay).
     pub async fn record_nonce(&self, party_id: &str, nonce: &str, now: Timestamp) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES ($1, $2, $3) ON CONFLICT (party_id, nonce) DO NOTHING",
-        )
-        .bind(party_id)
-        .bind(nonce)
-        .bind(now.unix_micros())
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(inserted == 1)
+        let (party_id, nonce) = (party_id.to_owned(), nonce.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let inserted = sqlx::query(
+                    "INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES ($1, $2, $3) \
+                     ON CONFLICT (party_id, nonce) DO NOTHING",
+                )
+                .bind(&party_id)
+                .bind(&nonce)
+                .bind(now.unix_micros())
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+                Ok(inserted == 1)
+            })
+        })
+        .await
     }
 
     /// Forgets nonces old enough that their requests' timestamps are outside the window

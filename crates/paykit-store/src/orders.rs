@@ -152,10 +152,8 @@ impl Tx {
 impl Store {
     /// Creates an order, or returns the merchant's existing one with the same out_trade_no.
     pub async fn create_order(&self, order: &Order) -> Result<Created> {
-        let mut tx = self.begin().await?;
-        let created = tx.insert_order(order).await?;
-        tx.commit().await?;
-        Ok(created)
+        let order = order.clone();
+        self.write(move |tx| Box::pin(async move { tx.insert_order(&order).await })).await
     }
 
     /// An order as its merchant sees it (another merchant's id is simply not found).

@@ -251,179 +251,28 @@ impl Store {
     /// A consumer pays an order. Paying again an order this consumer already paid (a
     /// retry after a lost answer) returns it as it stands instead of charging twice.
     pub async fn pay_order(&self, p: PayOrder<'_>) -> Result<Order, PayError> {
-        let mut tx = self.begin().await?;
-        let order = tx.order(p.order_id).await?.ok_or(PayError::NotFound)?;
-        if let Some(key) = &p.idempotency {
-            if let Some(previous) = tx.claim_idempotency_key(key, &order.id, p.now).await? {
-                tx.rollback().await?;
-                return self.order(&previous).await?.ok_or(PayError::NotFound);
-            }
-        }
-        let mine = order.payer_user_id.as_deref() == Some(p.user_id);
-        if mine && matches!(order.status, OrderStatus::Success | OrderStatus::UserPaying) {
-            tx.rollback().await?;
-            return Ok(order);
-        }
-        if order.status != OrderStatus::NotPay || order.expire_at <= p.now {
-            return Err(status_error(&order, p.now));
-        }
-        if let Some(device_id) = p.confirmed_by_device {
-            let fresh = sqlx::query(
-                "INSERT INTO device_proofs_used (order_id, device_id, used_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(&order.id)
-            .bind(device_id)
-            .bind(p.now.unix_micros())
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
-            if fresh == 0 {
-                return Err(PayError::DeviceProofReused);
-            }
-        }
-        let pending = matches!(p.funding, Funding::Card { bank: BankAnswer::Processing { .. }, .. });
-        let status = if pending { OrderStatus::UserPaying } else { OrderStatus::Success };
-        let moved = sqlx::query(
-            "UPDATE orders SET status = $1, paid_at_us = $2, payer_user_id = $3, funding = $4, updated_at_us = $5 \
-             WHERE id = $6 AND status = 'NOTPAY' AND expire_at_us > $5",
-        )
-        .bind(status.as_str())
-        .bind((!pending).then_some(p.now.unix_micros()))
-        .bind(p.user_id)
-        .bind(p.funding.label())
-        .bind(p.now.unix_micros())
-        .bind(&order.id)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if moved == 0 {
-            // Another transaction changed it between our read and our update.
-            let now_order = tx.order(&order.id).await?.ok_or(PayError::NotFound)?;
-            return Err(status_error(&now_order, p.now));
-        }
-        let merchant =
-            (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
-        match &p.funding {
-            Funding::Balance => {
-                let wallet = (Owner { owner_type: "user", owner_id: p.user_id }, AccountKind::WalletBalance);
-                match tx.move_money(EntryKind::Payment, &order.id, wallet, merchant, order.amount, p.now).await {
-                    Err(StoreError::InsufficientFunds { .. }) => return Err(PayError::InsufficientBalance),
-                    other => other?,
-                };
-            }
-            Funding::Card { card_id, bank } => {
-                let (op_status, settle_at) = match bank {
-                    BankAnswer::Approved => ("SUCCESS", None),
-                    BankAnswer::Processing { settle_at } => ("PROCESSING", Some(settle_at.unix_micros())),
-                };
-                tx.insert_bank_operation(
-                    "payment",
-                    p.user_id,
-                    card_id,
-                    order.amount,
-                    &order.id,
-                    op_status,
-                    settle_at,
-                    p.now,
-                )
-                .await?;
-                if !pending {
-                    tx.move_money(
-                        EntryKind::Payment,
-                        &order.id,
-                        (BANK_OWNER, AccountKind::External),
-                        merchant,
-                        order.amount,
-                        p.now,
-                    )
-                    .await?;
-                }
-            }
-        }
-        let title = tx.merchant_name(&order.merchant_id).await?;
-        tx.put_record(
-            p.user_id,
-            "payment",
-            &order.id,
-            &title,
-            -order.amount.minor_units(),
-            p.funding.label(),
-            status.as_str(),
-            p.now,
-        )
-        .await?;
-        let paid = tx.order(&order.id).await?.ok_or(PayError::NotFound)?;
-        if paid.status == OrderStatus::Success {
-            tx.payment_succeeded(&paid, p.now).await?;
-        }
-        tx.commit().await?;
-        Ok(paid)
+        let p = OwnedPay {
+            order_id: p.order_id.to_owned(),
+            user_id: p.user_id.to_owned(),
+            funding: p.funding,
+            confirmed_by_device: p.confirmed_by_device.map(str::to_owned),
+            idempotency: p.idempotency,
+            now: p.now,
+        };
+        self.write(move |tx| Box::pin(async move { tx.pay_order(&p).await })).await
     }
 
     /// A merchant-scanned payment: creates the order, spends the code, and either pays
     /// from the balance or leaves the order waiting for the consumer's confirmation.
     pub async fn micropay(&self, m: Micropay<'_>) -> Result<MicropayOutcome, PayError> {
-        let now = m.order.created_at;
-        let mut tx = self.begin().await?;
-        let order = match tx.insert_order(&m.order).await? {
-            Created::New(order) => order,
-            Created::Existing(existing) => {
-                tx.rollback().await?;
-                return Ok(MicropayOutcome::Existing(existing));
-            }
+        let m = OwnedMicropay {
+            order: m.order,
+            user_id: m.user_id.to_owned(),
+            device_id: m.device_id.to_owned(),
+            time_step: m.time_step,
+            confirmation_expires_at: m.confirmation_expires_at,
         };
-        let fresh = sqlx::query(
-            "INSERT INTO used_payment_codes (device_id, time_step, order_id, used_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(m.device_id)
-        .bind(m.time_step)
-        .bind(&order.id)
-        .bind(now.unix_micros())
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if fresh == 0 {
-            return Err(PayError::CodeUsed);
-        }
-        let title = tx.merchant_name(&order.merchant_id).await?;
-        if let Some(expires_at) = m.confirmation_expires_at {
-            sqlx::query(
-                "INSERT INTO confirmations (id, user_id, order_id, kind, status, expires_at_us, created_at_us) \
-                 VALUES ($1, $2, $3, 'micropay', 'PENDING', $4, $5)",
-            )
-            .bind(ids::new_id("cfm"))
-            .bind(m.user_id)
-            .bind(&order.id)
-            .bind(expires_at.unix_micros())
-            .bind(now.unix_micros())
-            .execute(tx.conn())
-            .await?;
-            tx.put_record(
-                m.user_id,
-                "payment",
-                &order.id,
-                &title,
-                -order.amount.minor_units(),
-                "balance",
-                "USERPAYING",
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(MicropayOutcome::AwaitingConfirmation(order));
-        }
-        let wallet = (Owner { owner_type: "user", owner_id: m.user_id }, AccountKind::WalletBalance);
-        let merchant =
-            (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
-        match tx.move_money(EntryKind::Payment, &order.id, wallet, merchant, order.amount, now).await {
-            Err(StoreError::InsufficientFunds { .. }) => return Err(PayError::InsufficientBalance),
-            other => other?,
-        };
-        tx.put_record(m.user_id, "payment", &order.id, &title, -order.amount.minor_units(), "balance", "SUCCESS", now)
-            .await?;
-        tx.payment_succeeded(&order, now).await?;
-        tx.commit().await?;
-        Ok(MicropayOutcome::Paid(order))
+        self.write(move |tx| Box::pin(async move { tx.micropay(&m).await })).await
     }
 
     /// The consumer answers a pending confirmation: `accept` pays from the balance,
@@ -597,5 +446,205 @@ impl Store {
             (None, None) => 0,
         };
         Ok(count)
+    }
+}
+
+/// [`Micropay`] owned, to travel into a (possibly shared) write transaction.
+struct OwnedMicropay {
+    order: Order,
+    user_id: String,
+    device_id: String,
+    time_step: i64,
+    confirmation_expires_at: Option<Timestamp>,
+}
+
+impl Tx {
+    /// [`Store::micropay`] inside a transaction (the caller commits).
+    async fn micropay(&mut self, m: &OwnedMicropay) -> Result<MicropayOutcome, PayError> {
+        let now = m.order.created_at;
+        let order = match self.insert_order(&m.order).await? {
+            Created::New(order) => order,
+            Created::Existing(existing) => {
+                return Ok(MicropayOutcome::Existing(existing));
+            }
+        };
+        let fresh = sqlx::query(
+            "INSERT INTO used_payment_codes (device_id, time_step, order_id, used_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&m.device_id)
+        .bind(m.time_step)
+        .bind(&order.id)
+        .bind(now.unix_micros())
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            return Err(PayError::CodeUsed);
+        }
+        let title = self.merchant_name(&order.merchant_id).await?;
+        if let Some(expires_at) = m.confirmation_expires_at {
+            sqlx::query(
+                "INSERT INTO confirmations (id, user_id, order_id, kind, status, expires_at_us, created_at_us) \
+                 VALUES ($1, $2, $3, 'micropay', 'PENDING', $4, $5)",
+            )
+            .bind(ids::new_id("cfm"))
+            .bind(&m.user_id)
+            .bind(&order.id)
+            .bind(expires_at.unix_micros())
+            .bind(now.unix_micros())
+            .execute(self.conn())
+            .await?;
+            self.put_record(
+                &m.user_id,
+                "payment",
+                &order.id,
+                &title,
+                -order.amount.minor_units(),
+                "balance",
+                "USERPAYING",
+                now,
+            )
+            .await?;
+            return Ok(MicropayOutcome::AwaitingConfirmation(order));
+        }
+        let wallet = (Owner { owner_type: "user", owner_id: &m.user_id }, AccountKind::WalletBalance);
+        let merchant =
+            (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
+        match self.move_money(EntryKind::Payment, &order.id, wallet, merchant, order.amount, now).await {
+            Err(StoreError::InsufficientFunds { .. }) => return Err(PayError::InsufficientBalance),
+            other => other?,
+        };
+        self.put_record(
+            &m.user_id,
+            "payment",
+            &order.id,
+            &title,
+            -order.amount.minor_units(),
+            "balance",
+            "SUCCESS",
+            now,
+        )
+        .await?;
+        self.payment_succeeded(&order, now).await?;
+        Ok(MicropayOutcome::Paid(order))
+    }
+}
+
+/// [`PayOrder`] owned, to travel into a (possibly shared) write transaction.
+struct OwnedPay {
+    order_id: String,
+    user_id: String,
+    funding: Funding,
+    confirmed_by_device: Option<String>,
+    idempotency: Option<IdempotencyKey>,
+    now: Timestamp,
+}
+
+impl Tx {
+    /// [`Store::pay_order`] inside a transaction (the caller commits).
+    async fn pay_order(&mut self, p: &OwnedPay) -> Result<Order, PayError> {
+        let order = self.order(&p.order_id).await?.ok_or(PayError::NotFound)?;
+        if let Some(key) = &p.idempotency
+            && let Some(previous) = self.claim_idempotency_key(key, &order.id, p.now).await?
+        {
+            return self.order(&previous).await?.ok_or(PayError::NotFound);
+        }
+        let mine = order.payer_user_id.as_deref() == Some(&p.user_id);
+        if mine && matches!(order.status, OrderStatus::Success | OrderStatus::UserPaying) {
+            return Ok(order);
+        }
+        if order.status != OrderStatus::NotPay || order.expire_at <= p.now {
+            return Err(status_error(&order, p.now));
+        }
+        if let Some(device_id) = &p.confirmed_by_device {
+            let fresh = sqlx::query(
+                "INSERT INTO device_proofs_used (order_id, device_id, used_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&order.id)
+            .bind(device_id)
+            .bind(p.now.unix_micros())
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+            if fresh == 0 {
+                return Err(PayError::DeviceProofReused);
+            }
+        }
+        let pending = matches!(p.funding, Funding::Card { bank: BankAnswer::Processing { .. }, .. });
+        let status = if pending { OrderStatus::UserPaying } else { OrderStatus::Success };
+        let moved = sqlx::query(
+            "UPDATE orders SET status = $1, paid_at_us = $2, payer_user_id = $3, funding = $4, updated_at_us = $5 \
+             WHERE id = $6 AND status = 'NOTPAY' AND expire_at_us > $5",
+        )
+        .bind(status.as_str())
+        .bind((!pending).then_some(p.now.unix_micros()))
+        .bind(&p.user_id)
+        .bind(p.funding.label())
+        .bind(p.now.unix_micros())
+        .bind(&order.id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            // Another transaction changed it between our read and our update.
+            let now_order = self.order(&order.id).await?.ok_or(PayError::NotFound)?;
+            return Err(status_error(&now_order, p.now));
+        }
+        let merchant =
+            (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
+        match &p.funding {
+            Funding::Balance => {
+                let wallet = (Owner { owner_type: "user", owner_id: &p.user_id }, AccountKind::WalletBalance);
+                match self.move_money(EntryKind::Payment, &order.id, wallet, merchant, order.amount, p.now).await {
+                    Err(StoreError::InsufficientFunds { .. }) => return Err(PayError::InsufficientBalance),
+                    other => other?,
+                };
+            }
+            Funding::Card { card_id, bank } => {
+                let (op_status, settle_at) = match bank {
+                    BankAnswer::Approved => ("SUCCESS", None),
+                    BankAnswer::Processing { settle_at } => ("PROCESSING", Some(settle_at.unix_micros())),
+                };
+                self.insert_bank_operation(
+                    "payment",
+                    &p.user_id,
+                    card_id,
+                    order.amount,
+                    &order.id,
+                    op_status,
+                    settle_at,
+                    p.now,
+                )
+                .await?;
+                if !pending {
+                    self.move_money(
+                        EntryKind::Payment,
+                        &order.id,
+                        (BANK_OWNER, AccountKind::External),
+                        merchant,
+                        order.amount,
+                        p.now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        let title = self.merchant_name(&order.merchant_id).await?;
+        self.put_record(
+            &p.user_id,
+            "payment",
+            &order.id,
+            &title,
+            -order.amount.minor_units(),
+            p.funding.label(),
+            status.as_str(),
+            p.now,
+        )
+        .await?;
+        let paid = self.order(&order.id).await?.ok_or(PayError::NotFound)?;
+        if paid.status == OrderStatus::Success {
+            self.payment_succeeded(&paid, p.now).await?;
+        }
+        Ok(paid)
     }
 }

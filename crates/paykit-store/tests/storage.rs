@@ -207,3 +207,54 @@ engine_tests!(console_users_log_in_and_out, async move |store: Store, _db: &Test
     store.end_console_session("digest").await.unwrap();
     assert_eq!(store.console_session_user("digest", now()).await.unwrap(), None, "logged out");
 });
+
+engine_tests!(group_commit_keeps_each_writers_outcome_apart, async move |store: Store, _db: &TestDb| {
+    let (wallet, merchant) = wallet_and_merchant(&store, "100.00").await;
+    let grouped = store.clone().with_group_commit(16);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (grouped, from, to) = (grouped.clone(), wallet.id.clone(), merchant.id.clone());
+        tasks.push(tokio::spawn(async move {
+            grouped
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let entry =
+                            JournalEntry::transfer(EntryKind::Payment, &format!("o{i}"), &from, &to, cny("1.00"))
+                                .unwrap();
+                        tx.post_entry(&entry, now()).await?;
+                        // Every fourth writer fails after writing: only its own work is undone.
+                        if i % 4 == 0 { Err(StoreError::Corrupt(format!("writer {i} gives up"))) } else { Ok(i) }
+                    })
+                })
+                .await
+        }));
+    }
+    let mut committed = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(n) => {
+                assert_eq!(n, i);
+                committed += 1;
+            }
+            Err(StoreError::Corrupt(m)) => assert_eq!(m, format!("writer {i} gives up")),
+            Err(other) => panic!("writer {i}: {other}"),
+        }
+    }
+    assert_eq!(committed, 30);
+    assert_eq!(store.balance(&merchant.id).await.unwrap(), cny("30.00"));
+    assert_eq!(store.balance(&wallet.id).await.unwrap(), cny("70.00"));
+    // A writer refused by the ledger itself (not enough money) fails alone too.
+    let (from, to) = (wallet.id.clone(), merchant.id.clone());
+    let too_much = grouped
+        .write(move |tx| {
+            Box::pin(async move {
+                let entry = JournalEntry::transfer(EntryKind::Payment, "big", &from, &to, cny("70.01")).unwrap();
+                tx.post_entry(&entry, now()).await
+            })
+        })
+        .await;
+    assert!(matches!(too_much, Err(StoreError::InsufficientFunds { .. })), "{too_much:?}");
+    let report = store.verify_ledger().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    assert_eq!(report.entries, 31, "the top-up and the thirty committed payments");
+});
