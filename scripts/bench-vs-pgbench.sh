@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 clients="${1:-32}"
 seconds="${2:-20}"
 export PGHOST="${PGHOST:-127.0.0.1}" PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-postgres}"
+export PGOPTIONS="--client-min-messages=warning"
 paykit="${CARGO_TARGET_DIR:-target}/release/paykit"
 [ -x "$paykit" ] || { echo "build first: cargo build --release -p paykit-cli" >&2; exit 2; }
 

@@ -169,25 +169,6 @@ impl Store {
     ) -> Result<bool> {
         let attempt_no = d.attempts + 1;
         let delivered = http_status.is_some_and(|s| (200..300).contains(&s));
-        let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO delivery_attempts (id, event_id, attempt_no, worker, started_at_us, finished_at_us, http_status, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id, attempt_no) DO NOTHING",
-        )
-        .bind(ids::new_id("att"))
-        .bind(&d.event_id)
-        .bind(attempt_no)
-        .bind(worker)
-        .bind(started_at.unix_micros())
-        .bind(finished_at.unix_micros())
-        .bind(http_status.map(i64::from))
-        .bind(error)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Ok(false);
-        }
         let (status, next) = if delivered {
             ("DELIVERED", finished_at)
         } else {
@@ -196,26 +177,52 @@ impl Store {
                 None => ("DEAD", finished_at),
             }
         };
-        let updated = sqlx::query(
-            "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at_us = $3, lease_until_us = NULL, leased_by = NULL, \
-               last_error = $4, delivered_at_us = $5 WHERE event_id = $6 AND leased_by = $7 AND attempts = $8",
-        )
-        .bind(status)
-        .bind(attempt_no)
-        .bind(next.unix_micros())
-        .bind(error.map(str::to_owned).or_else(|| http_status.filter(|_| !delivered).map(|s| format!("HTTP {s}"))))
-        .bind(delivered.then_some(finished_at.unix_micros()))
-        .bind(&d.event_id)
-        .bind(worker)
-        .bind(d.attempts)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
+        let last_error =
+            error.map(str::to_owned).or_else(|| http_status.filter(|_| !delivered).map(|s| format!("HTTP {s}")));
+        let (event_id, worker, error, attempts) =
+            (d.event_id.clone(), worker.to_owned(), error.map(str::to_owned), d.attempts);
+        // Through the group commit: a busy dispatcher records hundreds of attempts a second.
+        self.write(move |tx| {
+            Box::pin(async move {
+                // Only the worker still holding the lease records the attempt.
+                let updated = sqlx::query(
+                    "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at_us = $3, lease_until_us = NULL, \
+                       leased_by = NULL, last_error = $4, delivered_at_us = $5 \
+                     WHERE event_id = $6 AND leased_by = $7 AND attempts = $8",
+                )
+                .bind(status)
+                .bind(attempt_no)
+                .bind(next.unix_micros())
+                .bind(last_error)
+                .bind(delivered.then_some(finished_at.unix_micros()))
+                .bind(&event_id)
+                .bind(&worker)
+                .bind(attempts)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (id, event_id, attempt_no, worker, started_at_us, finished_at_us, \
+                       http_status, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (event_id, attempt_no) DO NOTHING",
+                )
+                .bind(ids::new_id("att"))
+                .bind(&event_id)
+                .bind(attempt_no)
+                .bind(&worker)
+                .bind(started_at.unix_micros())
+                .bind(finished_at.unix_micros())
+                .bind(http_status.map(i64::from))
+                .bind(error)
+                .execute(tx.conn())
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Sends a delivered or dead event again, now. Returns false when the party has no
