@@ -251,6 +251,28 @@ impl Counter {
         }
     }
 
+    /// Prints the receipts the cashier console asked for (its print button), each once.
+    pub async fn print_requested(&mut self) {
+        let requests = match self.paykit.claim_print_requests().await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("counter: asking the gateway for print requests failed ({e}); will retry");
+                return;
+            }
+        };
+        for request in requests {
+            match self.paykit.order(&request.order_id).await {
+                Ok(order) => {
+                    let method =
+                        if order.funding.as_deref() == Some("card") { "银行卡 card" } else { "零钱 balance" };
+                    self.print_sale(&order, &[], method);
+                    println!("PRINT {} order={}", request.print_request_id, order.order_id);
+                }
+                Err(e) => println!("ERROR {} {e}", e.code().unwrap_or("NETWORK")),
+            }
+        }
+    }
+
     fn print_sale(&self, order: &Order, items: &[(String, Money)], method: &str) {
         let c = &self.config.counter;
         let mut job = Job::new().align(Align::Center).bold(true).size(2, 2).line(&c.store_name).size(1, 1).bold(false);

@@ -94,8 +94,12 @@ fn run(config_path: PathBuf) -> anyhow::Result<()> {
         });
         let mut counter = Counter::new(config, paykit, print_tx);
         println!("READY counter started");
+        // The console's print button reaches the printer through the gateway: poll for it.
+        let mut print_poll = tokio::time::interval(Duration::from_secs(2));
+        print_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = print_poll.tick() => counter.print_requested().await,
                 Some(line) = line_rx.recv() => {
                     if line.trim() == "quit" { return Ok(()); }
                     counter.command(line.trim()).await;

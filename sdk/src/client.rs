@@ -229,6 +229,20 @@ impl Client {
         self.call(reqwest::Method::POST, &format!("/v1/orders/{}/close", segment(order_id)), None::<&()>).await
     }
 
+    /// `POST /v1/orders/{order_id}/print`: asks your counter bridge to print a paid
+    /// order's receipt.
+    pub async fn request_print(&self, order_id: &str) -> Result<PrintRequest, Error> {
+        self.call(reqwest::Method::POST, &format!("/v1/orders/{}/print", segment(order_id)), None::<&()>).await
+    }
+
+    /// `POST /v1/print-requests/claim`: the waiting print requests, oldest first; each is
+    /// handed out once. The counter bridge polls this.
+    pub async fn claim_print_requests(&self) -> Result<Vec<PrintRequest>, Error> {
+        let list: crate::types::PrintRequests =
+            self.call(reqwest::Method::POST, "/v1/print-requests/claim", None::<&()>).await?;
+        Ok(list.print_requests)
+    }
+
     /// `POST /v1/orders/{order_id}/reverse` (payment-code orders).
     pub async fn reverse_order(&self, order_id: &str) -> Result<Order, Error> {
         self.call(reqwest::Method::POST, &format!("/v1/orders/{}/reverse", segment(order_id)), None::<&()>).await

@@ -138,6 +138,20 @@ impl NewRefund {
     }
 }
 
+/// A receipt the cashier console asked the counter bridge to print.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PrintRequest {
+    /// The gateway's id of the request.
+    pub print_request_id: String,
+    /// The paid order whose receipt to print.
+    pub order_id: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PrintRequests {
+    pub(crate) print_requests: Vec<PrintRequest>,
+}
+
 /// A refund as the gateway reports it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Refund {

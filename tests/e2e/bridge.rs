@@ -211,6 +211,21 @@ async fn a_counter_sells_reverses_refunds_and_loses_no_receipt() {
     assert!(items_sale.contains("amount=13.00"), "{items_sale}");
     let receipts = wait_receipts(&printer, 5).await;
     assert!(receipts[4].text().contains("Jasmine tea  ¥12.30") && receipts[4].text().contains("Cup  ¥0.70"));
+
+    // The console's print button: a receipt asked for through the gateway prints once.
+    let qr_order_id = preview["order_id"].as_str().unwrap().to_owned();
+    let asked = gw.signed(&creds, "POST", &format!("/v1/orders/{qr_order_id}/print"), "").await;
+    assert_eq!(asked.status, 202, "{}", asked.body);
+    let printed = bridge.expect("PRINT ");
+    assert!(printed.contains(&qr_order_id), "{printed}");
+    let receipts = wait_receipts(&printer, 6).await;
+    assert!(receipts[5].text().contains("金额 Amount: ¥3.00"), "{}", receipts[5].text());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(printer.receipts().len(), 6, "printed once, not at every poll");
+    let unpaid = gw.create_order(&creds, "never-paid", "1.00").await;
+    let refused =
+        gw.signed(&creds, "POST", &format!("/v1/orders/{}/print", unpaid["order_id"].as_str().unwrap()), "").await;
+    assert_eq!((refused.status, refused.code().as_str()), (409, "ORDER_STATUS_INVALID"));
     let printed_before_paper_out = printer.receipts().len();
 
     // Paper runs out; the bridge is killed with a receipt queued; after a restart and

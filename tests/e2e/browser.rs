@@ -89,3 +89,85 @@ async fn a_sale_a_wedge_micropay_and_a_refund_request_across_console_and_wallet(
     );
     gw.assert_ledger_verifies();
 }
+
+/// The console's print button reaches the counter bridge through the gateway (plain HTTP,
+/// no browser needed): offered once a bridge polls, queued by the form, claimed once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_sends_a_receipt_to_a_connected_bridge() {
+    let gw = Gateway::start(Engine::Sqlite).await.expect("SQLite always runs");
+    let merchant = gw.create_merchant("Corner Shop");
+    let out =
+        gw.cli(&["merchant", "add-user", "--merchant-id", &merchant.merchant_id, "--username", "till2", "--json"]);
+    let user: serde_json::Value = serde_json::from_slice(&out.stdout).expect("add-user --json prints JSON");
+    let consumer = gw.new_consumer("王五").await;
+    gw.top_up(&consumer, "50.00").await;
+    let order = gw.create_order(&merchant, "print-1", "8.80").await;
+    let order_id = order["order_id"].as_str().unwrap().to_owned();
+    let paid = gw
+        .wallet(
+            "POST",
+            "/wallet/v1/payments",
+            Some(&consumer.token),
+            serde_json::json!({"order_id": order_id, "funding": "balance", "pay_password": consumer.pay_password}),
+        )
+        .await;
+    assert_eq!(paid.json()["status"], "SUCCESS", "{}", paid.body);
+
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = http
+        .post(format!("{}/console", gw.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("form", "login"), ("username", "till2"), ("password", user["password"].as_str().unwrap())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = |http: reqwest::Client, cookie: String| {
+        let url = format!("{}/console/orders/{order_id}", gw.url);
+        async move { http.get(url).header("cookie", cookie).send().await.unwrap().text().await.unwrap() }
+    };
+    let html = page(http.clone(), cookie.clone()).await;
+    assert!(
+        html.contains("Print receipt") && !html.contains("counter printer"),
+        "no bridge yet: browser printing only"
+    );
+
+    // A bridge polls (as paykit-bridge does every 2 s): the console now offers it.
+    let claim = gw.signed(&merchant, "POST", "/v1/print-requests/claim", "").await;
+    assert_eq!(claim.json()["print_requests"], serde_json::json!([]));
+    let html = page(http.clone(), cookie.clone()).await;
+    assert!(html.contains("Print on the counter printer"), "{html}");
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let sent = http
+        .post(format!("{}/console/orders/{order_id}", gw.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("form", "print"), ("csrf", &csrf)]))
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.text().await.unwrap().contains("Sent to the counter printer."));
+    let claim = gw.signed(&merchant, "POST", "/v1/print-requests/claim", "").await;
+    assert_eq!(claim.json()["print_requests"][0]["order_id"], order_id.as_str());
+    let again = gw.signed(&merchant, "POST", "/v1/print-requests/claim", "").await;
+    assert_eq!(again.json()["print_requests"], serde_json::json!([]), "claimed once");
+
+    // A forged form (no CSRF token) queues nothing.
+    let forged = http
+        .post(format!("{}/console/orders/{order_id}", gw.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("form", "print")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 303);
+    let none = gw.signed(&merchant, "POST", "/v1/print-requests/claim", "").await;
+    assert_eq!(none.json()["print_requests"], serde_json::json!([]));
+}
+
+/// A form body; the values here (generated passwords, hex tokens, names) need no escaping.
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+}

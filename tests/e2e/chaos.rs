@@ -391,10 +391,14 @@ async fn run(engine: Engine) {
     {
         let (client, merchant, book, stop) = (client.clone(), merchant.clone(), book.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let mut n = 0;
+            let mut n: usize = 0;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let paid = book.lock().unwrap().payments.get(n % 7).cloned();
+                // Spread over the paid orders: an order takes at most 50 refunds.
+                let paid = {
+                    let book = book.lock().unwrap();
+                    book.payments.get(n.wrapping_mul(7919) % book.payments.len().max(1)).cloned()
+                };
                 let Some(order_id) = paid else {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     continue;

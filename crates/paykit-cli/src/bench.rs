@@ -27,9 +27,19 @@ pub enum Scenario {
     Refund,
     /// Of every ten operations: five qr-pay, three micropay, one refund, one order query.
     Mixed,
+    /// `GET /v1/orders/{id}` of paid orders (each a signed request, so each still writes
+    /// its nonce).
+    Query,
     /// A backlog of `--events` callbacks delivered to a local sink; reports the drain rate
     /// and the gateway's resident memory.
     Callbacks,
+    /// `--clients` keep-alive connections opened and held (each has asked for /healthz);
+    /// reports the gateway's resident memory with all of them open.
+    Connections,
+    /// qr-pay from `--clients` clients, first alone, then under a flood of wrong passwords
+    /// at `--rate` attempts a second (log-ins: the same Argon2 pool as pay passwords, and no
+    /// lock-out cuts them short); compares qr-pay's p99 and counts the flood's answers.
+    PasswordFlood,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +66,7 @@ struct Merchant {
 }
 
 struct Wallet {
+    phone: String,
     token: String,
     devices: Vec<(String, Vec<u8>)>,
 }
@@ -111,7 +122,7 @@ async fn fixture(store: &Store, o: &Options, notify_url: Option<&str>) -> Result
                 .await?;
             devices.push((d.id, secret.to_vec()));
         }
-        wallets.push(Wallet { token, devices });
+        wallets.push(Wallet { phone, token, devices });
     }
     Ok(Fixture { merchants, wallets })
 }
@@ -202,7 +213,9 @@ impl Runner {
                 8 => self.refund().await,
                 _ => self.query_order(n).await,
             },
-            Scenario::Callbacks => Err("NOT_A_REQUEST_SCENARIO".into()),
+            Scenario::Query => self.query_order(n).await,
+            Scenario::PasswordFlood => self.qr_pay(n, m, w, false).await,
+            Scenario::Callbacks | Scenario::Connections => Err("NOT_A_REQUEST_SCENARIO".into()),
         }
     }
 
@@ -281,6 +294,9 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
     if o.scenario == Scenario::Callbacks {
         return callbacks(store, o).await;
     }
+    if o.scenario == Scenario::Connections {
+        return connections(o).await;
+    }
     let setup = Instant::now();
     let fixture = fixture(&store, &o, None).await.context("setting up merchants and wallets")?;
     let http = reqwest::Client::builder()
@@ -296,7 +312,7 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         refund_cursor: Default::default(),
         paid: std::sync::OnceLock::new(),
     });
-    if matches!(o.scenario, Scenario::Refund | Scenario::Mixed) {
+    if matches!(o.scenario, Scenario::Refund | Scenario::Mixed | Scenario::Query) {
         // Orders to refund (and, in the mix, to query): paid once each, 0.01 refunded at a
         // time, 50 refunds an order: enough orders that the run never exhausts them.
         let mut paid = Vec::new();
@@ -317,6 +333,9 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         let _ = runner.paid.set(paid);
     }
     eprintln!("setup: {} merchants, {} wallets in {:.1}s", o.merchants, o.wallets, setup.elapsed().as_secs_f64());
+    if o.scenario == Scenario::PasswordFlood {
+        return password_flood(store, runner, o).await;
+    }
 
     let latencies = Arc::new(Mutex::new(Vec::<u32>::with_capacity(1 << 16)));
     let errors = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
@@ -524,4 +543,141 @@ async fn callbacks(store: Store, o: Options) -> Result<bool> {
         if report.is_ok() { "OK".to_owned() } else { format!("FAILED {:?}", report.violations) }
     );
     Ok(report.is_ok() && count as usize >= o.events)
+}
+
+/// Opens `o.clients` HTTP/1.1 keep-alive connections, one request each, and holds them all
+/// open while reading the gateway's memory.
+async fn connections(o: Options) -> Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = o.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let rss_before = rss_mib(o.gateway_pid);
+    let started = Instant::now();
+    let mut open = Vec::with_capacity(o.clients);
+    let mut failed = 0usize;
+    for _ in 0..o.clients {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await else {
+            failed += 1;
+            continue;
+        };
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let mut buf = [0u8; 1024];
+        let answered = stream.write_all(request.as_bytes()).await.is_ok()
+            && matches!(stream.read(&mut buf).await, Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"));
+        if answered { open.push(stream) } else { failed += 1 }
+    }
+    let opened_in = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_open = rss_mib(o.gateway_pid);
+    // The connections are still usable: ask again on every one.
+    let mut still = 0usize;
+    for stream in &mut open {
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let mut buf = [0u8; 1024];
+        if stream.write_all(request.as_bytes()).await.is_ok()
+            && matches!(stream.read(&mut buf).await, Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"))
+        {
+            still += 1;
+        }
+    }
+    let mib = |v: Option<f64>| v.map_or("?".to_owned(), |m| format!("{m:.1}"));
+    println!("scenario Connections  clients {}", o.clients);
+    println!("opened {} in {:.2}s  failed {failed}  answering after 2 s: {still}", open.len(), opened_in.as_secs_f64());
+    println!("gateway RSS MiB  before {}  with all open {}", mib(rss_before), mib(rss_open));
+    Ok(failed == 0 && still == open.len())
+}
+
+/// Closed-loop qr-pay for `duration`: sorted latencies (µs) and errors by code.
+async fn closed_loop(runner: &Arc<Runner>, clients: usize, duration: Duration) -> (Vec<u32>, BTreeMap<String, u64>) {
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let runner = runner.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), BTreeMap::<String, u64>::new());
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match runner.op().await {
+                    Ok(()) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                    Err(code) => *errors.entry(code).or_default() += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), BTreeMap::new());
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            lat.extend(l);
+            for (k, v) in e {
+                *errors.entry(k).or_default() += v;
+            }
+        }
+    }
+    lat.sort_unstable();
+    (lat, errors)
+}
+
+fn p99_ms(lat: &[u32]) -> f64 {
+    let i = ((lat.len() as f64 * 0.99).ceil() as usize).saturating_sub(1).min(lat.len().saturating_sub(1));
+    f64::from(lat.get(i).copied().unwrap_or(0)) / 1000.0
+}
+
+async fn password_flood(store: Store, runner: Arc<Runner>, o: Options) -> Result<bool> {
+    let half = o.duration / 2;
+    let (calm, calm_errors) = closed_loop(&runner, o.clients, half).await;
+    // The flood: wrong log-in passwords for a real phone number, open loop at --rate.
+    let rate = o.rate.unwrap_or(400.0);
+    let flood_answers = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let flood = {
+        let (runner, answers) = (runner.clone(), flood_answers.clone());
+        tokio::spawn(async move {
+            let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+            let (start, mut i) = (Instant::now(), 0u32);
+            let mut tasks = Vec::new();
+            while start.elapsed() < half {
+                tokio::time::sleep_until((start + interval * i).into()).await;
+                i += 1;
+                let (runner, answers) = (runner.clone(), answers.clone());
+                tasks.push(tokio::spawn(async move {
+                    // A registered phone, so every attempt costs a real Argon2 verification.
+                    let phone = &runner.fixture.wallets[i as usize % runner.fixture.wallets.len()].phone;
+                    let body = serde_json::json!({"phone": phone, "password": "not the password"});
+                    let code =
+                        match runner.http.post(format!("{}/wallet/v1/sessions", runner.url)).json(&body).send().await {
+                            Ok(r) => read(r).await.err().unwrap_or_else(|| "OK".into()),
+                            Err(_) => "NETWORK".into(),
+                        };
+                    *answers.lock().await.entry(code).or_default() += 1;
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+    };
+    let (flooded, flooded_errors) = closed_loop(&runner, o.clients, half).await;
+    let _ = flood.await;
+    let answers = flood_answers.lock().await.clone();
+    let (p_calm, p_flooded) = (p99_ms(&calm), p99_ms(&flooded));
+    println!(
+        "scenario PasswordFlood  engine {}  clients {}  flood {rate}/s wrong log-ins",
+        store.engine().as_str(),
+        o.clients
+    );
+    println!(
+        "qr-pay alone:        {:.1}/s  p99 {p_calm:.2} ms  errors {calm_errors:?}",
+        calm.len() as f64 / half.as_secs_f64()
+    );
+    println!(
+        "qr-pay under flood:  {:.1}/s  p99 {p_flooded:.2} ms  errors {flooded_errors:?}",
+        flooded.len() as f64 / half.as_secs_f64()
+    );
+    println!("p99 ratio flooded / alone: {:.2} (target < 3)", p_flooded / p_calm.max(0.001));
+    println!("flood answers: {answers:?}");
+    let report = store.verify_ledger().await?;
+    println!(
+        "ledger verify: {}",
+        if report.is_ok() { "OK".to_owned() } else { format!("FAILED {:?}", report.violations) }
+    );
+    Ok(report.is_ok())
 }

@@ -55,7 +55,9 @@ impl AppState {
                 clock,
                 config,
                 metrics: observe::metrics_handle(),
-                passwords: PasswordHashing::new(cores, 8 * cores),
+                // Half the cores at most: a flood of guesses must leave CPU for payments
+                // (one hash per core let a 400/s flood triple other requests' p99).
+                passwords: PasswordHashing::new((cores / 2).max(1), 8 * cores),
                 qr_key,
                 fingerprint_key,
             }),
@@ -167,6 +169,8 @@ pub fn route_table() -> Vec<Route> {
         route(Method::GET, "/v1/orders/{order_id}/qr.png", Signed, get(orders::qr_png)),
         route(Method::GET, "/v1/orders/{order_id}/qr.txt", Signed, get(orders::qr_txt)),
         route(Method::POST, "/v1/micropay", Signed, post(orders::micropay)),
+        route(Method::POST, "/v1/orders/{order_id}/print", Signed, post(orders::request_print)),
+        route(Method::POST, "/v1/print-requests/claim", Signed, post(orders::claim_print_requests)),
         route(Method::POST, "/wallet/v1/users", Public, post(wallet::register)),
         route(Method::POST, "/wallet/v1/sessions", Public, post(wallet::log_in)),
         route(Method::GET, "/wallet/v1/profile", Wallet, get(wallet::profile)),

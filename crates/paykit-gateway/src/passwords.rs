@@ -1,6 +1,6 @@
 //! Argon2id hashing of login and pay passwords, with a bound on how much of the machine it
-//! may take: at most one hash per core at a time, and a short queue past which callers get
-//! `RATE_LIMITED` at once, so a flood of password guesses cannot starve other requests.
+//! may take: at most one hash per two cores at a time, and a short queue past which callers
+//! get `RATE_LIMITED` at once, so a flood of password guesses cannot starve other requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -20,6 +20,7 @@ pub mod nonces;
 pub mod operators;
 pub mod orders;
 pub mod payments;
+pub mod print;
 pub mod refunds;
 pub mod risk;
 pub mod secrets;
@@ -361,6 +362,7 @@ fn migrator(engine: Engine) -> Migrator {
             (6, "risk", include_str!("../../../migrations/sqlite/0006_risk.sql")),
             (7, "refund_request_once", include_str!("../../../migrations/sqlite/0007_refund_request_once.sql")),
             (8, "console", include_str!("../../../migrations/sqlite/0008_console.sql")),
+            (9, "print_requests", include_str!("../../../migrations/sqlite/0009_print_requests.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
@@ -371,6 +373,7 @@ fn migrator(engine: Engine) -> Migrator {
             (6, "risk", include_str!("../../../migrations/postgres/0006_risk.sql")),
             (7, "refund_request_once", include_str!("../../../migrations/postgres/0007_refund_request_once.sql")),
             (8, "console", include_str!("../../../migrations/postgres/0008_console.sql")),
+            (9, "print_requests", include_str!("../../../migrations/postgres/0009_print_requests.sql")),
         ],
     };
     Migrator::with_migrations(

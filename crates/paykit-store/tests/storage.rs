@@ -258,3 +258,43 @@ engine_tests!(group_commit_keeps_each_writers_outcome_apart, async move |store: 
     assert!(report.is_ok(), "{:?}", report.violations);
     assert_eq!(report.entries, 31, "the top-up and the thirty committed payments");
 });
+
+engine_tests!(print_requests_are_claimed_once, async move |store: Store, _db: &TestDb| {
+    use paykit_core::order::OrderStatus;
+    let (merchant, _key) = store.create_merchant("Corner Shop", None, now()).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let order = paykit_store::orders::Order {
+            id: paykit_store::ids::new_id("ord"),
+            merchant_id: merchant.id.clone(),
+            out_trade_no: format!("P{i}"),
+            kind: "native".into(),
+            amount: cny("1.00"),
+            description: "print me".into(),
+            notify_url: None,
+            status: OrderStatus::NotPay,
+            request_digest: String::new(),
+            expire_at: Timestamp::from_unix_secs(now().unix_secs() + 3600),
+            created_at: now(),
+            updated_at: now(),
+            paid_at: None,
+            payer_user_id: None,
+            funding: None,
+            device_id: None,
+        };
+        store.create_order(&order).await.unwrap();
+        ids.push(store.request_print(&merchant.id, &order.id, "console:alice", now()).await.unwrap());
+    }
+    assert_eq!(store.bridge_last_poll(&merchant.id).await.unwrap(), None, "no bridge yet");
+    // Two bridges of the same merchant claiming at once never get the same request.
+    let (a, b) = tokio::join!(
+        store.claim_print_requests(&merchant.id, 4, now()),
+        store.claim_print_requests(&merchant.id, 4, now())
+    );
+    let mut claimed: Vec<String> = a.unwrap().into_iter().chain(b.unwrap()).map(|(id, _)| id).collect();
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids);
+    assert!(store.claim_print_requests(&merchant.id, 4, now()).await.unwrap().is_empty());
+    assert_eq!(store.bridge_last_poll(&merchant.id).await.unwrap(), Some(now()));
+});

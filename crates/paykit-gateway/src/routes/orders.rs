@@ -14,6 +14,7 @@ use paykit_core::time::Timestamp;
 use paykit_store::orders::{Created, Order, OrderFilter};
 use paykit_store::payments::{Micropay, MicropayOutcome};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::{check_text, parse_amount, parse_currency, parse_cursor, parse_limit, parse_time, request_digest};
 use crate::app::AppState;
@@ -464,4 +465,39 @@ pub async fn micropay(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /v1/orders/{order_id}/print`: asks the merchant's counter bridge to print the
+/// receipt of a paid order (the console's print button, when a bridge is polling).
+pub async fn request_print(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let order = state
+        .store()
+        .merchant_order(caller.merchant_id(), &order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if order.status != OrderStatus::Success {
+        return Err(ApiError::new(
+            ErrorCode::OrderStatusInvalid,
+            format!("only a paid order has a receipt to print; this one is {}", order.status),
+        ));
+    }
+    let Caller::Merchant { key_id, .. } = &caller;
+    let id = state.store().request_print(caller.merchant_id(), &order.id, key_id, state.clock().now()).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "print_request_id": id, "order_id": order.id }))).into_response())
+}
+
+/// `POST /v1/print-requests/claim`: the counter bridge takes the waiting print requests,
+/// each once. Polling here is also how the console knows a bridge is connected.
+pub async fn claim_print_requests(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let claimed = state.store().claim_print_requests(caller.merchant_id(), 10, state.wall_now()).await?;
+    let list: Vec<_> =
+        claimed.into_iter().map(|(id, order_id)| json!({ "print_request_id": id, "order_id": order_id })).collect();
+    Ok(axum::Json(json!({ "print_requests": list })))
 }

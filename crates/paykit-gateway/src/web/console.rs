@@ -398,6 +398,13 @@ async fn order_post(
     }
     let notice = match f.get("form") {
         "refund" => refund(&web, &s, &order_id, &f).await,
+        "print" => {
+            let path = format!("/v1/orders/{order_id}/print");
+            match web.api.call(s.actor(), Method::POST, &path, None, None).await {
+                Ok(_) => Notice::ok("Sent to the counter printer."),
+                Err(e) => Notice::refused("print", &[], &e, &f),
+            }
+        }
         action @ ("close" | "reverse") => {
             let path = format!("/v1/orders/{order_id}/{action}");
             match web.api.call(s.actor(), Method::POST, &path, None, None).await {
@@ -444,6 +451,15 @@ async fn render_order(web: &WebState, s: &Staff, order_id: &str, notice: &Notice
     };
     let merchant = web.api.call(s.actor(), Method::GET, "/v1/merchant", None, None).await.unwrap_or_default();
     let refunds = web.app.store().order_refunds(&s.user.merchant_id, order_id).await.unwrap_or_default();
+    // A bridge polls every 2 s; one heard from in the last 10 s is connected.
+    let bridge_connected = web
+        .app
+        .store()
+        .bridge_last_poll(&s.user.merchant_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|t| web.app.wall_now().unix_secs() - t.unix_secs() <= 10);
     let status = str_of(&order["status"]);
     let amount = str_of(&order["amount"]);
     let refunded = refunds
@@ -501,7 +517,12 @@ async fn render_order(web: &WebState, s: &Staff, order_id: &str, notice: &Notice
                             dt { "Paid from" } dd { (if str_of(&order["funding"]) == "card" { "bank card" } else { "wallet balance" }) }
                         }
                         div.actions.no-print {
-                            button.print type="button" data-print { "Print receipt" }
+                            @if bridge_connected {
+                                (form(notice, "print", &format!("/console/orders/{order_id}"), &s.csrf, "Print on the counter printer", html! {}))
+                                button.print.link type="button" data-print { "Print from this browser" }
+                            } @else {
+                                button.print type="button" data-print { "Print receipt" }
+                            }
                             a.button href="/console" { "New sale" }
                         }
                     }
