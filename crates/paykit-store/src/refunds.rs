@@ -270,10 +270,31 @@ impl Store {
     /// Refunds part or all of a paid order. Idempotent on (merchant, out_refund_no): the
     /// same request returns the first refund (`false`: not new).
     pub async fn create_refund(&self, r: &NewRefund<'_>) -> Result<(Refund, bool), RefundError> {
-        let mut tx = self.begin().await?;
-        let out = tx.create_refund(r).await?;
-        tx.commit().await?;
-        Ok(out)
+        let owned = (
+            r.merchant_id.to_owned(),
+            r.order_id.to_owned(),
+            r.out_refund_no.to_owned(),
+            r.reason.to_owned(),
+            r.request_digest.to_owned(),
+        );
+        let (amount, card_settle_at, now) = (r.amount, r.card_settle_at, r.now);
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (merchant_id, order_id, out_refund_no, reason, request_digest) = &owned;
+                let r = NewRefund {
+                    merchant_id,
+                    order_id,
+                    out_refund_no,
+                    amount,
+                    reason,
+                    request_digest,
+                    card_settle_at,
+                    now,
+                };
+                tx.create_refund(&r).await
+            })
+        })
+        .await
     }
 
     pub async fn merchant_refund(&self, merchant_id: &str, refund_id: &str) -> Result<Option<Refund>> {
