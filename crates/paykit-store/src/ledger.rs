@@ -72,6 +72,9 @@ impl Tx {
         .execute(self.conn())
         .await?
         .rows_affected();
+        if inserted == 1 {
+            self.opened_here.push(meta.id.clone());
+        }
         if inserted == 0 {
             // Another transaction opened it first.
             return self
@@ -98,6 +101,10 @@ impl Tx {
         kind: AccountKind,
         currency: Currency,
     ) -> Result<Option<AccountMeta>> {
+        let key = format!("{}\u{0}{}\u{0}{}\u{0}{}", owner.owner_type, owner.owner_id, kind.as_str(), currency.code());
+        if let Some(meta) = self.store.owner_accounts.read().expect("account cache lock").get(&key) {
+            return Ok(Some(meta.clone()));
+        }
         let row = sqlx::query(
             "SELECT id, owner_type, owner_id, kind, currency, shard_count, floored FROM accounts \
              WHERE owner_type = $1 AND owner_id = $2 AND kind = $3 AND currency = $4",
@@ -108,7 +115,13 @@ impl Tx {
         .bind(currency.code())
         .fetch_optional(self.conn())
         .await?;
-        row.map(|r| account_from_row(&r)).transpose()
+        let meta = row.map(|r| account_from_row(&r)).transpose()?;
+        if let Some(meta) = &meta
+            && !self.opened_here.contains(&meta.id)
+        {
+            self.store.owner_accounts.write().expect("account cache lock").insert(key, meta.clone());
+        }
+        Ok(meta)
     }
 
     async fn account_meta(&mut self, account_id: &str) -> Result<AccountMeta> {
@@ -123,7 +136,9 @@ impl Tx {
         .await?
         .ok_or_else(|| StoreError::UnknownAccount(account_id.to_owned()))?;
         let meta = account_from_row(&row)?;
-        self.store.accounts.write().expect("account cache lock").insert(meta.id.clone(), meta.clone());
+        if !self.opened_here.contains(&meta.id) {
+            self.store.accounts.write().expect("account cache lock").insert(meta.id.clone(), meta.clone());
+        }
         Ok(meta)
     }
 

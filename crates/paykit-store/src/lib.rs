@@ -131,6 +131,11 @@ pub struct Store {
     reader: AnyPool,
     /// Account metadata never changes once written, so it is cached for the hot path.
     accounts: Arc<RwLock<HashMap<String, AccountMeta>>>,
+    /// The same metadata by owner, kind and currency: every payment looks up two accounts
+    /// by owner, and an account's id never changes once committed.
+    owner_accounts: Arc<RwLock<HashMap<String, AccountMeta>>>,
+    /// Merchant names (they never change), for the consumer's records.
+    merchant_names: Arc<RwLock<HashMap<String, String>>>,
     group_commit: Option<Arc<group_commit::GroupCommit>>,
 }
 
@@ -170,7 +175,15 @@ impl Store {
     }
 
     fn from_pools(engine: Engine, writer: AnyPool, reader: AnyPool) -> Store {
-        Store { engine, writer, reader, accounts: Arc::default(), group_commit: None }
+        Store {
+            engine,
+            writer,
+            reader,
+            accounts: Arc::default(),
+            owner_accounts: Arc::default(),
+            merchant_names: Arc::default(),
+            group_commit: None,
+        }
     }
 
     /// Routes [`Store::write`] through a commit pipeline that groups up to `max_batch`
@@ -234,7 +247,7 @@ impl Store {
             Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Engine::Postgres => self.writer.begin().await?,
         };
-        Ok(Tx { inner, store: self.clone(), savepoints: 0 })
+        Ok(Tx { inner, store: self.clone(), savepoints: 0, opened_here: Vec::new() })
     }
 
     /// The pool for queries that only read.
@@ -253,6 +266,8 @@ pub struct Tx {
     inner: sqlx::Transaction<'static, Any>,
     store: Store,
     savepoints: u32,
+    /// Accounts this transaction created: not cached until committed (it may roll back).
+    opened_here: Vec<String>,
 }
 
 impl Tx {

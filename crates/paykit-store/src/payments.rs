@@ -215,10 +215,15 @@ impl Tx {
     }
 
     async fn merchant_name(&mut self, merchant_id: &str) -> Result<String> {
-        Ok(sqlx::query_scalar("SELECT name FROM merchants WHERE id = $1")
+        if let Some(name) = self.store.merchant_names.read().expect("merchant cache lock").get(merchant_id) {
+            return Ok(name.clone());
+        }
+        let name: String = sqlx::query_scalar("SELECT name FROM merchants WHERE id = $1")
             .bind(merchant_id)
             .fetch_one(self.conn())
-            .await?)
+            .await?;
+        self.store.merchant_names.write().expect("merchant cache lock").insert(merchant_id.to_owned(), name.clone());
+        Ok(name)
     }
 }
 
@@ -641,7 +646,15 @@ impl Tx {
             p.now,
         )
         .await?;
-        let paid = self.order(&order.id).await?.ok_or(PayError::NotFound)?;
+        // The order as the conditional update above left it (no need to read it back).
+        let paid = Order {
+            status,
+            paid_at: (!pending).then_some(p.now),
+            payer_user_id: Some(p.user_id.clone()),
+            funding: Some(p.funding.label().to_owned()),
+            updated_at: p.now,
+            ..order
+        };
         if paid.status == OrderStatus::Success {
             self.payment_succeeded(&paid, p.now).await?;
         }
