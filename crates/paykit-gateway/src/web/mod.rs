@@ -81,22 +81,27 @@ async fn page_headers(req: Request, next: Next) -> Response {
 /// Refuses POSTs that a browser says come from another site (login CSRF included: that
 /// form has no session to derive a token from).
 async fn same_origin_posts(req: Request, next: Next) -> Response {
-    if req.method() == Method::POST {
-        let headers = req.headers();
-        let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site" || v == "same-site");
-        let origin_mismatch = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
-            (Some(origin), Some(host)) => {
-                let origin = origin.to_str().unwrap_or("");
-                let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-                origin != "null" && origin_host != host.to_str().unwrap_or("")
-            }
-            _ => false,
-        };
-        if cross_site || origin_mismatch {
-            return problem_page(StatusCode::FORBIDDEN, "This form was sent from another site, so it was refused.");
-        }
+    if req.method() == Method::POST && sent_from_elsewhere(req.headers()) {
+        return problem_page(StatusCode::FORBIDDEN, "This form was sent from another site, so it was refused.");
     }
     next.run(req).await
+}
+
+/// Whether the browser says a request comes from another site: `Sec-Fetch-Site`, or an
+/// `Origin` that is not this host (an opaque `null` origin — a sandboxed frame — counts as
+/// another site). Clients that send neither (curl, the tests) are judged by the CSRF token.
+fn sent_from_elsewhere(headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").is_some_and(|v| v == "cross-site" || v == "same-site");
+    let origin_mismatch = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (Some(origin), Some(host)) => {
+            let origin = origin.to_str().unwrap_or("null");
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            origin == "null" || origin_host != host.to_str().unwrap_or("")
+        }
+        (Some(_), None) => true,
+        _ => false,
+    };
+    fetch_site || origin_mismatch
 }
 
 /// A plain page for what cannot be shown in a form: never a stack trace, never JSON.
@@ -209,6 +214,25 @@ mod tests {
     fn a_payment_code_draws_as_a_barcode() {
         let svg = barcode_svg("135229903522940166").expect("18 digits encode");
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.contains("<rect"), "{svg}");
+    }
+
+    #[test]
+    fn posts_from_other_sites_are_told_apart() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let host = ("host", "127.0.0.1:8080");
+        assert!(!sent_from_elsewhere(&headers(&[host, ("origin", "http://127.0.0.1:8080")])));
+        assert!(!sent_from_elsewhere(&headers(&[host, ("sec-fetch-site", "same-origin")])));
+        assert!(!sent_from_elsewhere(&headers(&[host])), "no browser headers: left to the CSRF token");
+        assert!(sent_from_elsewhere(&headers(&[host, ("origin", "https://evil.example")])));
+        assert!(sent_from_elsewhere(&headers(&[host, ("origin", "null")])), "a sandboxed frame");
+        assert!(sent_from_elsewhere(&headers(&[host, ("sec-fetch-site", "cross-site")])));
+        assert!(sent_from_elsewhere(&headers(&[host, ("origin", "http://127.0.0.1:8080.evil.example")])));
     }
 
     #[test]
