@@ -91,6 +91,17 @@ impl ServeProcess {
     }
 }
 
+/// Runs a `paykit` command against a database.
+pub fn paykit_cli(database_url: &str, args: &[&str]) -> Output {
+    Command::new(paykit_bin())
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("PAYKIT_LOG", "warn")
+        .env_remove("PAYKIT_CONFIG")
+        .output()
+        .expect("run paykit")
+}
+
 /// Writes a TOML config file for a gateway under test and returns `--config PATH` args.
 pub fn config_args(toml: &str) -> Vec<String> {
     let dir = std::env::temp_dir().join(format!("paykit-cfg-{}", paykit_store::ids::random_base32(8)));
@@ -134,13 +145,7 @@ impl Gateway {
 
     /// Runs a `paykit` command against this gateway's database.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(paykit_bin())
-            .args(args)
-            .env("DATABASE_URL", &self.db.url)
-            .env("PAYKIT_LOG", "warn")
-            .env_remove("PAYKIT_CONFIG")
-            .output()
-            .expect("run paykit")
+        paykit_cli(&self.db.url, args)
     }
 
     /// `paykit merchant create --json`.

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 use paykit_store::Engine;
 use paykit_store::testing::TestDb;
 use paykit_tests::{
-    Credentials, Receiver, ServeProcess, config_args, new_nonce, paykit_bin, random_phone, resident_id, sign_header,
-    unix_now,
+    Credentials, Receiver, ServeProcess, config_args, new_nonce, random_phone, resident_id, sign_header, unix_now,
 };
 use serde_json::{Value, json};
 
@@ -65,13 +64,7 @@ impl Gateway {
     }
 
     fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(paykit_bin())
-            .args(args)
-            .env("DATABASE_URL", &self.db_url)
-            .env("PAYKIT_LOG", "warn")
-            .env_remove("PAYKIT_CONFIG")
-            .output()
-            .expect("run paykit")
+        paykit_tests::paykit_cli(&self.db_url, args)
     }
 }
 

@@ -142,7 +142,9 @@ struct Runner {
     url: String,
     fixture: Fixture,
     seq: std::sync::atomic::AtomicU64,
-    /// Payment codes are one per device per 30 s step: the next device to use.
+    /// Every wallet's devices, as (wallet index, device index), taken in turn: a payment
+    /// code works once per device per 30 s step.
+    devices: Vec<(usize, usize)>,
     next_device: std::sync::atomic::AtomicUsize,
     refund_cursor: std::sync::atomic::AtomicUsize,
     /// Paid orders for the refund scenario: (merchant index, order id).
@@ -244,9 +246,9 @@ impl Runner {
     /// A merchant-scanned payment code; each device's code works once per 30 s step, so
     /// devices are taken in turn.
     async fn micropay(&self, n: u64, m: &Merchant) -> Outcome {
-        let all: Vec<&(String, Vec<u8>)> = self.fixture.wallets.iter().flat_map(|w| w.devices.iter()).collect();
         let i = self.next_device.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (device_id, secret) = all[i % all.len()];
+        let (w, d) = self.devices[i % self.devices.len()];
+        let (device_id, secret) = &self.fixture.wallets[w].devices[d];
         let code = paykit_core::payment_code::generate(device_id.parse().unwrap_or(0), secret, unix_now());
         let body = serde_json::json!({"out_trade_no": format!("M{n}-{}", rand_u32()), "amount": "0.01", "auth_code": code, "description": "bench"}).to_string();
         self.signed(m, "POST", "/v1/micropay", body).await.map(|_| ())
@@ -306,6 +308,12 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
     let runner = Arc::new(Runner {
         http,
         url: o.url.trim_end_matches('/').to_owned(),
+        devices: fixture
+            .wallets
+            .iter()
+            .enumerate()
+            .flat_map(|(w, wallet)| (0..wallet.devices.len()).map(move |d| (w, d)))
+            .collect(),
         fixture,
         seq: Default::default(),
         next_device: Default::default(),
@@ -337,73 +345,14 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         return password_flood(store, runner, o).await;
     }
 
-    let latencies = Arc::new(Mutex::new(Vec::<u32>::with_capacity(1 << 16)));
-    let errors = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let started = Instant::now();
-    let deadline = started + o.duration;
-    let record = |latencies: Arc<Mutex<Vec<u32>>>,
-                  errors: Arc<Mutex<BTreeMap<String, u64>>>,
-                  took: Duration,
-                  outcome: Outcome| async move {
-        match outcome {
-            Ok(()) => latencies.lock().await.push(took.as_micros().min(u128::from(u32::MAX)) as u32),
-            Err(code) => *errors.lock().await.entry(code).or_default() += 1,
-        }
+    let (lat, errors) = match o.rate {
+        None => closed_loop(&runner, o.clients, o.duration).await,
+        Some(rate) => open_loop(&runner, o.clients, o.duration, rate).await?,
     };
-    match o.rate {
-        None => {
-            let mut tasks = Vec::new();
-            for _ in 0..o.clients {
-                let (runner, latencies, errors) = (runner.clone(), latencies.clone(), errors.clone());
-                tasks.push(tokio::spawn(async move {
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        let outcome = runner.op().await;
-                        record(latencies.clone(), errors.clone(), t.elapsed(), outcome).await;
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await?;
-            }
-        }
-        Some(rate) => {
-            // Open loop: request i is due at start + i/rate whatever the server does, and
-            // its latency counts from then.
-            let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
-            let limit = Arc::new(tokio::sync::Semaphore::new(o.clients.max(1) * 64));
-            let mut i = 0u32;
-            let mut tasks = Vec::new();
-            loop {
-                let due = started + interval * i;
-                if due >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-                let permit = limit.clone().acquire_owned().await?;
-                let (runner, latencies, errors) = (runner.clone(), latencies.clone(), errors.clone());
-                tasks.push(tokio::spawn(async move {
-                    let outcome = runner.op().await;
-                    record(latencies, errors, due.elapsed(), outcome).await;
-                    drop(permit);
-                }));
-                i += 1;
-            }
-            for t in tasks {
-                t.await?;
-            }
-        }
-    }
     let elapsed = started.elapsed();
-    let mut lat = latencies.lock().await.clone();
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: f64| percentile_us(&lat, p);
     let ms = |us: u32| f64::from(us) / 1000.0;
-    let errors = errors.lock().await.clone();
     let error_count: u64 = errors.values().sum();
     println!(
         "scenario {:?}  engine {}  group commit {}  {}  clients {}  merchants {}  wallets {}  duration {:.1}s",
@@ -617,9 +566,55 @@ async fn closed_loop(runner: &Arc<Runner>, clients: usize, duration: Duration) -
     (lat, errors)
 }
 
+/// Open loop: request i is due at start + i/rate whatever the server does, and its latency
+/// counts from then. Sorted latencies (µs) and errors by code.
+async fn open_loop(
+    runner: &Arc<Runner>,
+    clients: usize,
+    duration: Duration,
+    rate: f64,
+) -> Result<(Vec<u32>, BTreeMap<String, u64>)> {
+    let outcomes = Arc::new(Mutex::new((Vec::new(), BTreeMap::<String, u64>::new())));
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let limit = Arc::new(tokio::sync::Semaphore::new(clients.max(1) * 64));
+    let started = Instant::now();
+    let (mut i, mut tasks) = (0u32, Vec::new());
+    loop {
+        let due = started + interval * i;
+        if due >= started + duration {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let permit = limit.clone().acquire_owned().await?;
+        let (runner, outcomes) = (runner.clone(), outcomes.clone());
+        tasks.push(tokio::spawn(async move {
+            let outcome = runner.op().await;
+            let took = due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let mut outcomes = outcomes.lock().await;
+            match outcome {
+                Ok(()) => outcomes.0.push(took),
+                Err(code) => *outcomes.1.entry(code).or_default() += 1,
+            }
+            drop(permit);
+        }));
+        i += 1;
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let (mut lat, errors) = std::mem::take(&mut *outcomes.lock().await);
+    lat.sort_unstable();
+    Ok((lat, errors))
+}
+
+/// The `p` quantile of sorted latencies, in µs.
+fn percentile_us(sorted: &[u32], p: f64) -> u32 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or(0)
+}
+
 fn p99_ms(lat: &[u32]) -> f64 {
-    let i = ((lat.len() as f64 * 0.99).ceil() as usize).saturating_sub(1).min(lat.len().saturating_sub(1));
-    f64::from(lat.get(i).copied().unwrap_or(0)) / 1000.0
+    f64::from(percentile_us(lat, 0.99)) / 1000.0
 }
 
 async fn password_flood(store: Store, runner: Arc<Runner>, o: Options) -> Result<bool> {

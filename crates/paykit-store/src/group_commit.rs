@@ -4,12 +4,10 @@
 //! neighbours commit, and every request hears its outcome only after the shared commit, so
 //! an acknowledged write is durable.
 //!
-//! A lane is one task with one connection at a time: it takes whatever is queued (up to a
-//! batch), runs each piece of work in a savepoint, commits, then answers everyone. SQLite
-//! has one writer, so it gets one lane.
+//! The lane is one task with one connection at a time: it takes whatever is queued (up to
+//! a batch), runs each piece of work in a savepoint, commits, then answers everyone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,24 +63,18 @@ impl<T: Send + 'static, E: From<StoreError> + Send + 'static> Job for TypedJob<T
     }
 }
 
-/// The lanes of a store's group commit.
+/// A store's group commit: one lane (see [`crate::Store::with_group_commit`] for why one).
 pub(crate) struct GroupCommit {
-    lanes: Vec<mpsc::UnboundedSender<Box<dyn Job>>>,
-    next: AtomicUsize,
+    lane: mpsc::UnboundedSender<Box<dyn Job>>,
 }
 
 impl GroupCommit {
-    /// Starts `lanes` lanes on `store` (which must not itself have group commit, or the
-    /// lanes would keep their own queues alive forever).
-    pub(crate) fn start(store: &Store, lanes: usize, max_batch: usize) -> Arc<GroupCommit> {
-        let lanes = (0..lanes.max(1))
-            .map(|_| {
-                let (queue, rx) = mpsc::unbounded_channel();
-                tokio::spawn(lane(store.clone(), rx, max_batch.max(1)));
-                queue
-            })
-            .collect();
-        Arc::new(GroupCommit { lanes, next: AtomicUsize::new(0) })
+    /// Starts the lane on `store` (which must not itself have group commit, or the lane
+    /// would keep its own queue alive forever).
+    pub(crate) fn start(store: &Store, max_batch: usize) -> Arc<GroupCommit> {
+        let (lane, queue) = mpsc::unbounded_channel();
+        tokio::spawn(run_lane(store.clone(), queue, max_batch.max(1)));
+        Arc::new(GroupCommit { lane })
     }
 
     pub(crate) async fn run<T, E>(&self, work: WorkFn<T, E>) -> Result<T, E>
@@ -92,14 +84,13 @@ impl GroupCommit {
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob { work: Some(work), result: None, reply });
-        let lane = &self.lanes[self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len()];
         let stopped = || E::from(StoreError::GroupCommit("the commit pipeline has stopped".into()));
-        lane.send(job).map_err(|_| stopped())?;
+        self.lane.send(job).map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
-async fn lane(store: Store, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>, max_batch: usize) {
+async fn run_lane(store: Store, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
         let outcome = run_batch(&store, &mut batch).await;

@@ -192,7 +192,7 @@ impl Store {
     /// (measured; ARCHITECTURE.md). Needs a Tokio runtime.
     pub fn with_group_commit(mut self, max_batch: usize) -> Store {
         let plain = Store { group_commit: None, ..self.clone() };
-        self.group_commit = Some(group_commit::GroupCommit::start(&plain, 1, max_batch));
+        self.group_commit = Some(group_commit::GroupCommit::start(&plain, max_batch));
         self
     }
 

@@ -12,10 +12,10 @@ use maud::{Markup, html};
 use paykit_core::{Currency, Money};
 use paykit_store::console::ConsoleUser;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::api::{Actor, ApiFailure};
-use super::layout::{App, Fields, Input, Notice, badge, field, flash, form, page, short_time, yuan};
+use super::layout::{App, Fields, Input, Notice, badge, field, flash, form, page, short_time, str_of, yuan};
 use super::{FormData, WebState, cookie, form_key, problem_page, see_other};
 use crate::wallet_auth::token_digest;
 
@@ -231,10 +231,6 @@ async fn answer_request(web: &WebState, s: &Staff, f: &Fields) -> Notice {
         Ok(_) => Notice::ok("Refund request refused; the customer can escalate it to paykit."),
         Err(e) => Notice::refused(if form_name == "approve" { "approve" } else { "refuse" }, &["reason"], &e, f),
     }
-}
-
-fn str_of(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
 }
 
 /// Beijing midnight today, in RFC 3339: "today" for a Chinese shop.

@@ -44,6 +44,11 @@ pub fn yuan(amount: &str) -> String {
     }
 }
 
+/// A JSON string field of an API answer, or "" (pages show what is there).
+pub fn str_of(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
 /// An RFC 3339 time as a short local (Beijing) time, for lists.
 pub fn short_time(rfc3339: &str) -> String {
     paykit_core::time::Timestamp::parse_rfc3339(rfc3339)

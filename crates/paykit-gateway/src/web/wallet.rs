@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::api::{Actor, ApiFailure};
-use super::layout::{App, Fields, Input, Notice, badge, field, flash, form, page, short_time, yuan};
+use super::layout::{App, Fields, Input, Notice, badge, field, flash, form, page, short_time, str_of, yuan};
 use super::scan::decode_qr;
 use super::{FormData, WebState, cookie, form_key, problem_page, see_other};
 use crate::wallet_auth::token_digest;
@@ -80,10 +80,6 @@ async fn poster(web: &WebState, headers: &HeaderMap, f: &Fields, back: &str) -> 
         Some(m) if !web.csrf_ok(&m.token, f) => Err(see_other(back)),
         Some(m) => Ok(m),
     }
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
 }
 
 fn list(v: &Value) -> &[Value] {
@@ -178,7 +174,8 @@ async fn home_post(State(web): State<WebState>, FormData(f): FormData) -> Respon
     match web.api.call(Actor::Anonymous, Method::POST, "/wallet/v1/sessions", Some(&creds), None).await {
         Ok(session) => {
             let mut res = see_other(PATH);
-            res.headers_mut().append(header::SET_COOKIE, web.session_cookie(COOKIE, PATH, Some(s(&session["token"]))));
+            res.headers_mut()
+                .append(header::SET_COOKIE, web.session_cookie(COOKIE, PATH, Some(str_of(&session["token"]))));
             res
         }
         Err(e) => welcome(&Notice::refused(form, &["phone", "password"], &e, &f)),
@@ -213,9 +210,9 @@ async fn home_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
         html! {
             (flash(notice))
             section.card.balance {
-                p.hint { (s(&p["real_name"])) " · " (s(&p["phone"])) }
+                p.hint { (str_of(&p["real_name"])) " · " (str_of(&p["phone"])) }
                 p.amount-label { "Balance" }
-                p.big-amount #balance { (yuan(s(&balance["balance"]))) }
+                p.big-amount #balance { (yuan(str_of(&balance["balance"]))) }
                 @if p["frozen"].as_bool() == Some(true) { p.form-error { "This wallet is frozen: nothing can be paid from it." } }
             }
             @if !m.verified() || !m.has_pay_password() {
@@ -267,7 +264,7 @@ fn me_screen(m: &Me, notice: &Notice) -> Response {
         html! {
             (flash(notice))
             @if m.verified() {
-                section.card { h2 { "Real name" } p { (s(&p["real_name"])) " · " (s(&p["id_number"])) " " (badge("VERIFIED")) } }
+                section.card { h2 { "Real name" } p { (str_of(&p["real_name"])) " · " (str_of(&p["id_number"])) " " (badge("VERIFIED")) } }
             } @else {
                 (form(notice, "real_name", "/wallet/me", &m.csrf, "Verify", html! {
                     h2 { "Real name" }
@@ -398,19 +395,20 @@ async fn my_cards(web: &WebState, m: &Me) -> Vec<Value> {
 }
 
 fn card_label(c: &Value) -> String {
-    let kind = if s(&c["card_type"]) == "credit" { "credit" } else { "debit" };
-    format!("{} {} ••{}", s(&c["bank_name"]), kind, s(&c["last4"]))
+    let kind = if str_of(&c["card_type"]) == "credit" { "credit" } else { "debit" };
+    format!("{} {} ••{}", str_of(&c["bank_name"]), kind, str_of(&c["last4"]))
 }
 
 async fn cards_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
     let cards = my_cards(web, m).await;
     let balance = web.api.call(m.actor(), Method::GET, "/wallet/v1/balance", None, None).await.unwrap_or_default();
-    let labels: Vec<(String, String)> = cards.iter().map(|c| (s(&c["card_id"]).to_owned(), card_label(c))).collect();
+    let labels: Vec<(String, String)> =
+        cards.iter().map(|c| (str_of(&c["card_id"]).to_owned(), card_label(c))).collect();
     let options: Vec<(&str, &str)> = labels.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let credit: Vec<(&str, &str)> = labels
         .iter()
         .zip(&cards)
-        .filter(|(_, c)| s(&c["card_type"]) == "credit")
+        .filter(|(_, c)| str_of(&c["card_type"]) == "credit")
         .map(|((a, b), _)| (a.as_str(), b.as_str()))
         .collect();
     let mut funding: Vec<(&str, &str)> = vec![("balance", "Wallet balance")];
@@ -421,7 +419,7 @@ async fn cards_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
         Some(m),
         html! {
             (flash(notice))
-            p.hint { "Balance " strong #balance { (yuan(s(&balance["balance"]))) } }
+            p.hint { "Balance " strong #balance { (yuan(str_of(&balance["balance"]))) } }
             section.card {
                 h2 { "My cards" }
                 @if cards.is_empty() { p.empty { "No cards yet." } }
@@ -430,7 +428,7 @@ async fn cards_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
                         span { (card_label(c)) }
                         input type="hidden" name="csrf" value=(m.csrf);
                         input type="hidden" name="form" value="unbind";
-                        input type="hidden" name="card_id" value=(s(&c["card_id"]));
+                        input type="hidden" name="card_id" value=(str_of(&c["card_id"]));
                         button.link type="submit" { "Unbind" }
                     }
                 }
@@ -439,7 +437,7 @@ async fn cards_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
                 h2 { "Bind a sandbox card" }
                 p.hint { "Test cards: 6222 0000 0000 0009 (debit, always succeeds), 6258 0000 0000 0006 (credit, can be repaid); the README lists the others." }
                 (field(notice, "bind", "card_number", "Card number", Input::Digits, ""))
-                (field(notice, "bind", "holder_name", "Holder's name (your real name)", Input::Text, s(&m.profile["real_name"])))
+                (field(notice, "bind", "holder_name", "Holder's name (your real name)", Input::Text, str_of(&m.profile["real_name"])))
             }))
             @if !options.is_empty() {
                 (form(notice, "top_up", "/wallet/cards", &m.csrf, "Top up", html! {
@@ -529,13 +527,13 @@ async fn cards_post(State(web): State<WebState>, headers: HeaderMap, FormData(f)
                         (Method::POST, path.into(), Some(body)),
                         |r| {
                             let what = if name == "top_up" { "Top-up" } else { "Withdrawal" };
-                            let status = s(&r["status"]);
+                            let status = str_of(&r["status"]);
                             if status == "SUCCESS" {
-                                format!("{what} of {} done.", yuan(s(&r["amount"])))
+                                format!("{what} of {} done.", yuan(str_of(&r["amount"])))
                             } else {
                                 format!(
                                     "{what} of {} is {}: the bank answers shortly.",
-                                    yuan(s(&r["amount"])),
+                                    yuan(str_of(&r["amount"])),
                                     status.to_lowercase()
                                 )
                             }
@@ -558,7 +556,13 @@ async fn cards_post(State(web): State<WebState>, headers: HeaderMap, FormData(f)
                     "repay",
                     &["card_id", "funding", "amount", "pay_password"],
                     (Method::POST, "/wallet/v1/card-repayments".into(), Some(body)),
-                    |r| format!("Repayment of {} is {}.", yuan(s(&r["amount"])), s(&r["status"]).to_lowercase()),
+                    |r| {
+                        format!(
+                            "Repayment of {} is {}.",
+                            yuan(str_of(&r["amount"])),
+                            str_of(&r["status"]).to_lowercase()
+                        )
+                    },
                 )
                 .await
             }
@@ -667,8 +671,8 @@ async fn preview(web: &WebState, m: &Me, code_url: &str, notice: &Notice, f: &Fi
     let cards = my_cards(web, m).await;
     let labels: Vec<(String, String)> = cards
         .iter()
-        .filter(|c| s(&c["card_type"]) != "credit")
-        .map(|c| (s(&c["card_id"]).to_owned(), card_label(c)))
+        .filter(|c| str_of(&c["card_type"]) != "credit")
+        .map(|c| (str_of(&c["card_id"]).to_owned(), card_label(c)))
         .collect();
     let mut funding: Vec<(&str, &str)> = vec![("balance", "Wallet balance")];
     funding.extend(labels.iter().map(|(a, b)| (a.as_str(), b.as_str())));
@@ -678,14 +682,14 @@ async fn preview(web: &WebState, m: &Me, code_url: &str, notice: &Notice, f: &Fi
         html! {
             (flash(notice))
             section.card.preview {
-                p.merchant { (s(&scanned["merchant_name"])) }
-                p.big-amount { (yuan(s(&scanned["amount"]))) }
-                p.description { (s(&scanned["description"])) }
-                p.hint { "Pay before " (short_time(s(&scanned["expire_at"]))) }
+                p.merchant { (str_of(&scanned["merchant_name"])) }
+                p.big-amount { (yuan(str_of(&scanned["amount"]))) }
+                p.description { (str_of(&scanned["description"])) }
+                p.hint { "Pay before " (short_time(str_of(&scanned["expire_at"]))) }
             }
-            (form(notice, "pay", "/wallet/pay", &m.csrf, &format!("Pay {}", yuan(s(&scanned["amount"]))), html! {
+            (form(notice, "pay", "/wallet/pay", &m.csrf, &format!("Pay {}", yuan(str_of(&scanned["amount"]))), html! {
                 input type="hidden" name="key" value=(f.opt("key").map_or_else(form_key, str::to_owned));
-                input type="hidden" name="order_id" value=(s(&scanned["order_id"]));
+                input type="hidden" name="order_id" value=(str_of(&scanned["order_id"]));
                 input type="hidden" name="code_url" value=(code_url);
                 (field(notice, "pay", "funding", "Pay from", Input::Select(&funding), "balance"))
                 (field(notice, "pay", "pay_password", "Pay password", Input::PayPassword, ""))
@@ -713,7 +717,7 @@ async fn pay_post(State(web): State<WebState>, headers: HeaderMap, FormData(f): 
     let body =
         json!({ "order_id": f.get("order_id"), "funding": f.get("funding"), "pay_password": f.get("pay_password") });
     match web.api.call(m.actor(), Method::POST, "/wallet/v1/payments", Some(&body), f.opt("key")).await {
-        Ok(paid) if s(&paid["status"]) == "HELD" => screen(
+        Ok(paid) if str_of(&paid["status"]) == "HELD" => screen(
             "Check this payment",
             Some(&m),
             html! {
@@ -729,8 +733,8 @@ async fn pay_post(State(web): State<WebState>, headers: HeaderMap, FormData(f): 
             html! {
                 section.card.paid {
                     p.tick { "✓" }
-                    p.big-amount { (yuan(s(&paid["amount"]))) }
-                    p { "Paid. Order " (s(&paid["order_id"])) }
+                    p.big-amount { (yuan(str_of(&paid["amount"]))) }
+                    p { "Paid. Order " (str_of(&paid["order_id"])) }
                     a.button href="/wallet" { "Done" }
                 }
             },
@@ -757,7 +761,7 @@ fn code_screen(m: &Me, new_device: Option<(&str, &str)>, notice: &Notice) -> Res
         Some(m),
         html! {
             (flash(notice))
-            section.card.paycode #paycode data-user=(s(&m.profile["user_id"]))
+            section.card.paycode #paycode data-user=(str_of(&m.profile["user_id"]))
                 data-device-id=[new_device.map(|d| d.0)] data-device-secret=[new_device.map(|d| d.1)] {
                 p.hint { "Show this to the cashier. It changes every 30 seconds." }
                 div.code-area hidden {
@@ -782,7 +786,11 @@ async fn code_post(State(web): State<WebState>, headers: HeaderMap, FormData(f):
     };
     let body = json!({ "name": "sandbox wallet page", "confirm_payments": false });
     match web.api.call(m.actor(), Method::POST, "/wallet/v1/devices", Some(&body), None).await {
-        Ok(d) => code_screen(&m, Some((s(&d["device_id"]), s(&d["device_secret"]))), &Notice::ok("Payment code on.")),
+        Ok(d) => code_screen(
+            &m,
+            Some((str_of(&d["device_id"]), str_of(&d["device_secret"]))),
+            &Notice::ok("Payment code on."),
+        ),
         Err(e) => code_screen(&m, None, &Notice::refused("enable", &[], &e, &f)),
     }
 }
@@ -849,18 +857,18 @@ async fn confirmations_screen(web: &WebState, m: &Me, notice: &Notice) -> Respon
             (flash(notice))
             @if pending.is_empty() { p.empty { "Nothing is waiting for you." } }
             @for c in pending {
-                section.card.confirmation data-confirmation-id=(s(&c["confirmation_id"])) {
-                    p.merchant { (s(&c["merchant_name"])) }
-                    p.big-amount { (yuan(s(&c["amount"]))) }
-                    p.description { (s(&c["description"])) }
+                section.card.confirmation data-confirmation-id=(str_of(&c["confirmation_id"])) {
+                    p.merchant { (str_of(&c["merchant_name"])) }
+                    p.big-amount { (yuan(str_of(&c["amount"]))) }
+                    p.description { (str_of(&c["description"])) }
                     (form(notice, "confirm", "/wallet/confirmations", &m.csrf, "Confirm and pay", html! {
-                        input type="hidden" name="confirmation_id" value=(s(&c["confirmation_id"]));
+                        input type="hidden" name="confirmation_id" value=(str_of(&c["confirmation_id"]));
                         (field(notice, "confirm", "pay_password", "Pay password", Input::PayPassword, ""))
                     }))
                     form method="post" action="/wallet/confirmations" {
                         input type="hidden" name="csrf" value=(m.csrf);
                         input type="hidden" name="form" value="decline";
-                        input type="hidden" name="confirmation_id" value=(s(&c["confirmation_id"]));
+                        input type="hidden" name="confirmation_id" value=(str_of(&c["confirmation_id"]));
                         button.link type="submit" { "Decline" }
                     }
                 }
@@ -931,26 +939,26 @@ async fn records_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
             (flash(notice))
             @if list(&records["records"]).is_empty() { p.empty { "No records yet." } }
             @for r in list(&records["records"]) {
-                @let order_id = s(&r["reference_id"]);
-                @let request = requests.iter().find(|q| s(&q["order_id"]) == order_id && s(&r["type"]) == "payment");
-                section.card.record data-record-type=(s(&r["type"])) data-order-id=(order_id) {
+                @let order_id = str_of(&r["reference_id"]);
+                @let request = requests.iter().find(|q| str_of(&q["order_id"]) == order_id && str_of(&r["type"]) == "payment");
+                section.card.record data-record-type=(str_of(&r["type"])) data-order-id=(order_id) {
                     div.row {
-                        span { (s(&r["title"])) }
-                        strong { (yuan(s(&r["amount"]))) }
+                        span { (str_of(&r["title"])) }
+                        strong { (yuan(str_of(&r["amount"]))) }
                     }
-                    p.hint { (short_time(s(&r["created_at"]))) " · " (s(&r["type"]).replace('_', " ")) " · " (badge(s(&r["status"]))) }
+                    p.hint { (short_time(str_of(&r["created_at"]))) " · " (str_of(&r["type"]).replace('_', " ")) " · " (badge(str_of(&r["status"]))) }
                     @if let Some(q) = request {
-                        p.request { "Refund request: " (badge(s(&q["status"]))) " " (yuan(s(&q["amount"])))
+                        p.request { "Refund request: " (badge(str_of(&q["status"]))) " " (yuan(str_of(&q["amount"])))
                             @for step in list(&q["steps"]) { @if let Some(note) = step["note"].as_str() { " — " (note) } } }
-                        @if s(&q["status"]) == "REFUSED" {
+                        @if str_of(&q["status"]) == "REFUSED" {
                             form method="post" action="/wallet/records" {
                                 input type="hidden" name="csrf" value=(m.csrf);
                                 input type="hidden" name="form" value="escalate";
-                                input type="hidden" name="request_id" value=(s(&q["refund_request_id"]));
+                                input type="hidden" name="request_id" value=(str_of(&q["refund_request_id"]));
                                 button.link type="submit" { "Ask paykit to decide" }
                             }
                         }
-                    } @else if s(&r["type"]) == "payment" && s(&r["status"]) == "SUCCESS" {
+                    } @else if str_of(&r["type"]) == "payment" && str_of(&r["status"]) == "SUCCESS" {
                         details {
                             summary { "Ask for a refund" }
                             (form(notice, "refund_request", "/wallet/records", &m.csrf, "Send request", html! {
@@ -1032,12 +1040,12 @@ async fn transfers_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
                 @if list(&t["incoming"]).is_empty() { p.empty { "Nothing incoming." } }
                 @for x in list(&t["incoming"]) {
                     div.row {
-                        span { (yuan(s(&x["amount"]))) " " (s(&x["memo"])) " " (badge(s(&x["status"]))) }
-                        @if s(&x["status"]) == "PENDING" {
+                        span { (yuan(str_of(&x["amount"]))) " " (str_of(&x["memo"])) " " (badge(str_of(&x["status"]))) }
+                        @if str_of(&x["status"]) == "PENDING" {
                             form method="post" action="/wallet/transfers" {
                                 input type="hidden" name="csrf" value=(m.csrf);
                                 input type="hidden" name="form" value="accept";
-                                input type="hidden" name="transfer_id" value=(s(&x["transfer_id"]));
+                                input type="hidden" name="transfer_id" value=(str_of(&x["transfer_id"]));
                                 button type="submit" { "Accept" }
                             }
                         }
@@ -1048,7 +1056,7 @@ async fn transfers_screen(web: &WebState, m: &Me, notice: &Notice) -> Response {
                 h2 { "Sent" }
                 @if list(&t["outgoing"]).is_empty() { p.empty { "Nothing sent." } }
                 @for x in list(&t["outgoing"]) {
-                    div.row { span { (yuan(s(&x["amount"]))) " " (s(&x["memo"])) } (badge(s(&x["status"]))) }
+                    div.row { span { (yuan(str_of(&x["amount"]))) " " (str_of(&x["memo"])) } (badge(str_of(&x["status"]))) }
                 }
             }
         },
@@ -1082,7 +1090,7 @@ async fn transfers_post(State(web): State<WebState>, headers: HeaderMap, FormDat
                     "transfer",
                     &["to_phone", "amount", "memo", "pay_password"],
                     (Method::POST, "/wallet/v1/transfers".into(), Some(body)),
-                    |t| format!("Sent {}; it waits for them to accept.", yuan(s(&t["amount"]))),
+                    |t| format!("Sent {}; it waits for them to accept.", yuan(str_of(&t["amount"]))),
                 )
                 .await
             }
@@ -1090,7 +1098,7 @@ async fn transfers_post(State(web): State<WebState>, headers: HeaderMap, FormDat
         "accept" if super::safe_id(f.get("transfer_id")) => {
             let path = format!("/wallet/v1/transfers/{}/accept", f.get("transfer_id"));
             web.wallet_action(&m, &f, "accept", &[], (Method::POST, path, None), |t| {
-                format!("Received {}.", yuan(s(&t["amount"])))
+                format!("Received {}.", yuan(str_of(&t["amount"])))
             })
             .await
         }
@@ -1164,8 +1172,8 @@ async fn packets_post(State(web): State<WebState>, headers: HeaderMap, FormData(
                         |p| {
                             format!(
                                 "Red packet of {} ready. Share its id: {}",
-                                yuan(s(&p["total"])),
-                                s(&p["red_packet_id"])
+                                yuan(str_of(&p["total"])),
+                                str_of(&p["red_packet_id"])
                             )
                         },
                     )
@@ -1177,7 +1185,7 @@ async fn packets_post(State(web): State<WebState>, headers: HeaderMap, FormData(
             Some(id) if super::safe_id(id) => {
                 let path = format!("/wallet/v1/red-packets/{id}/claim");
                 web.wallet_action(&m, &f, "claim", &["red_packet_id"], (Method::POST, path, None), |p| {
-                    format!("You got {}!", yuan(s(&p["my_share"]).trim_start_matches('+')))
+                    format!("You got {}!", yuan(str_of(&p["my_share"]).trim_start_matches('+')))
                 })
                 .await
             }
@@ -1214,7 +1222,7 @@ async fn bills_screen(web: &WebState, m: &Me, q: &BillQuery, notice: &Notice) ->
     let billers = list(&billers["billers"]);
     let labels: Vec<(String, String)> = billers
         .iter()
-        .map(|b| (s(&b["biller_id"]).to_owned(), format!("{} ({})", s(&b["name"]), s(&b["category"]))))
+        .map(|b| (str_of(&b["biller_id"]).to_owned(), format!("{} ({})", str_of(&b["name"]), str_of(&b["category"]))))
         .collect();
     let options: Vec<(&str, &str)> = labels.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let (biller_id, account) =
@@ -1231,8 +1239,9 @@ async fn bills_screen(web: &WebState, m: &Me, q: &BillQuery, notice: &Notice) ->
             Err(e) => search_error = Some(e),
         }
     }
-    let partial =
-        billers.iter().any(|b| s(&b["biller_id"]) == biller_id && b["allows_partial_payment"].as_bool() == Some(true));
+    let partial = billers
+        .iter()
+        .any(|b| str_of(&b["biller_id"]) == biller_id && b["allows_partial_payment"].as_bool() == Some(true));
     screen(
         "Bills",
         Some(m),
@@ -1248,12 +1257,12 @@ async fn bills_screen(web: &WebState, m: &Me, q: &BillQuery, notice: &Notice) ->
             }
             @for b in &found {
                 section.card.bill {
-                    div.row { span { (s(&b["period"])) " " (s(&b["description"])) } strong { (yuan(s(&b["amount"]))) } }
-                    p.hint { "Due " (s(&b["due_date"])) " · paid " (yuan(s(&b["paid"]))) " · " (badge(s(&b["status"]))) }
-                    @if s(&b["status"]) == "UNPAID" || s(&b["status"]) == "PARTIALLY_PAID" {
+                    div.row { span { (str_of(&b["period"])) " " (str_of(&b["description"])) } strong { (yuan(str_of(&b["amount"]))) } }
+                    p.hint { "Due " (str_of(&b["due_date"])) " · paid " (yuan(str_of(&b["paid"]))) " · " (badge(str_of(&b["status"]))) }
+                    @if str_of(&b["status"]) == "UNPAID" || str_of(&b["status"]) == "PARTIALLY_PAID" {
                         (form(notice, "pay_bill", "/wallet/bills", &m.csrf, "Pay bill", html! {
                             input type="hidden" name="key" value=(form_key());
-                            input type="hidden" name="bill_id" value=(s(&b["bill_id"]));
+                            input type="hidden" name="bill_id" value=(str_of(&b["bill_id"]));
                             input type="hidden" name="biller_id" value=(biller_id);
                             input type="hidden" name="customer_account" value=(account);
                             @if partial { (field(notice, "pay_bill", "amount", "Amount (empty for all of it)", Input::Amount, "")) }
@@ -1288,7 +1297,7 @@ async fn bills_post(State(web): State<WebState>, headers: HeaderMap, FormData(f)
                 "pay_bill",
                 &["amount", "pay_password"],
                 (Method::POST, "/wallet/v1/bill-payments".into(), Some(body)),
-                |p| format!("Bill paid: {}.", yuan(s(&p["amount"]))),
+                |p| format!("Bill paid: {}.", yuan(str_of(&p["amount"]))),
             )
             .await
         }
