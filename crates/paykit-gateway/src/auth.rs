@@ -4,11 +4,13 @@
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use paykit_core::ErrorCode;
 use paykit_core::signing::{AuthError, AuthHeader, PartyKind, verify_request};
+use paykit_store::nonces::NonceUse;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -85,7 +87,10 @@ async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) 
         .map_err(auth_error)?;
     // Only a correctly signed request spends its nonce, so nobody can burn another
     // party's nonces.
-    if !state.store().record_nonce(&auth.party_id, &auth.nonce, now).await? {
+    // Reads wait only for the check; anything else for its nonce's commit (see nonces.rs).
+    let used_for =
+        if parts.method == Method::GET || parts.method == Method::HEAD { NonceUse::Read } else { NonceUse::Write };
+    if !state.store().spend_nonce(&auth.party_id, &auth.nonce, now, used_for).await? {
         return Err(auth_error(AuthError::NonceReplayed));
     }
 

@@ -33,12 +33,12 @@ pub mod wallet_money;
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor, SqlSafeStr};
+use sqlx::{Any, AnyPool, Connection, Executor, SqlSafeStr};
 
 pub use ledger::AccountMeta;
 
@@ -134,9 +134,12 @@ pub struct Store {
     /// The same metadata by owner, kind and currency: every payment looks up two accounts
     /// by owner, and an account's id never changes once committed.
     owner_accounts: Arc<RwLock<HashMap<String, AccountMeta>>>,
-    /// Merchant names (they never change), for the consumer's records.
-    merchant_names: Arc<RwLock<HashMap<String, String>>>,
+    /// What never changes about a merchant once created: its name (for the consumer's
+    /// records) and default notify_url (for every payment's event).
+    fixed_merchants: Arc<RwLock<HashMap<String, merchants::FixedMerchant>>>,
     group_commit: Option<Arc<group_commit::GroupCommit>>,
+    /// Started on first use, inside the runtime (see `nonces`).
+    nonce_writer: Arc<OnceLock<nonces::NonceWriter>>,
 }
 
 impl Store {
@@ -149,24 +152,21 @@ impl Store {
         match engine {
             Engine::Sqlite => {
                 let pragmas = sqlite_pragmas;
-                let writer = AnyPoolOptions::new()
+                let writer = pool_options(engine, config)
                     .max_connections(1)
-                    .acquire_timeout(config.acquire_timeout)
                     .after_connect(pragmas)
                     .connect_with(options.clone())
                     .await?;
-                let reader = AnyPoolOptions::new()
+                let reader = pool_options(engine, config)
                     .max_connections(config.max_connections.max(1))
-                    .acquire_timeout(config.acquire_timeout)
                     .after_connect(pragmas)
                     .connect_with(options)
                     .await?;
                 Ok(Store::from_pools(engine, writer, reader))
             }
             Engine::Postgres => {
-                let pool = AnyPoolOptions::new()
+                let pool = pool_options(engine, config)
                     .max_connections(config.max_connections.max(1))
-                    .acquire_timeout(config.acquire_timeout)
                     .connect_with(options)
                     .await?;
                 Ok(Store::from_pools(engine, pool.clone(), pool))
@@ -181,8 +181,9 @@ impl Store {
             reader,
             accounts: Arc::default(),
             owner_accounts: Arc::default(),
-            merchant_names: Arc::default(),
+            fixed_merchants: Arc::default(),
             group_commit: None,
+            nonce_writer: Arc::default(),
         }
     }
 
@@ -191,7 +192,7 @@ impl Store {
     /// many balance rows each, in no common order, and deadlock one another on PostgreSQL
     /// (measured; ARCHITECTURE.md). Needs a Tokio runtime.
     pub fn with_group_commit(mut self, max_batch: usize) -> Store {
-        let plain = Store { group_commit: None, ..self.clone() };
+        let plain = Store { group_commit: None, nonce_writer: Arc::default(), ..self.clone() };
         self.group_commit = Some(group_commit::GroupCommit::start(&plain, max_batch));
         self
     }
@@ -219,6 +220,11 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Whether [`Store::write`] shares transactions between concurrent callers.
+    pub(crate) fn groups_commits(&self) -> bool {
+        self.group_commit.is_some()
     }
 
     pub fn engine(&self) -> Engine {
@@ -321,6 +327,28 @@ impl Tx {
 pub type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
 
 /// Run on every new SQLite connection.
+/// A PostgreSQL connection idle at least this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(2);
+
+/// sqlx pings every connection it hands out by default: one more round trip to the server
+/// (or, for SQLite, one more hand-off to the connection's thread) for every query, which
+/// on 2 cores cost more than the query. A busy connection has just proved itself, so only
+/// one that sat idle is pinged; SQLite's, being a file, never go away.
+fn pool_options(engine: Engine, config: &StoreConfig) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new().acquire_timeout(config.acquire_timeout).test_before_acquire(false);
+    match engine {
+        Engine::Sqlite => options,
+        Engine::Postgres => options.before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        }),
+    }
+}
+
 fn sqlite_pragmas(
     conn: &mut sqlx::AnyConnection,
     _: sqlx::pool::PoolConnectionMetadata,
@@ -378,6 +406,7 @@ fn migrator(engine: Engine) -> Migrator {
             (7, "refund_request_once", include_str!("../../../migrations/sqlite/0007_refund_request_once.sql")),
             (8, "console", include_str!("../../../migrations/sqlite/0008_console.sql")),
             (9, "print_requests", include_str!("../../../migrations/sqlite/0009_print_requests.sql")),
+            (10, "risk_facts_by_index", include_str!("../../../migrations/sqlite/0010_risk_facts_by_index.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
@@ -389,6 +418,7 @@ fn migrator(engine: Engine) -> Migrator {
             (7, "refund_request_once", include_str!("../../../migrations/postgres/0007_refund_request_once.sql")),
             (8, "console", include_str!("../../../migrations/postgres/0008_console.sql")),
             (9, "print_requests", include_str!("../../../migrations/postgres/0009_print_requests.sql")),
+            (10, "risk_facts_by_index", include_str!("../../../migrations/postgres/0010_risk_facts_by_index.sql")),
         ],
     };
     Migrator::with_migrations(

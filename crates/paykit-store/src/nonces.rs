@@ -1,30 +1,174 @@
 //! Replay protection for signed requests: each (party, nonce) is accepted once.
+//!
+//! Nonces are written by one background writer in multi-row inserts, so a burst of signed
+//! requests costs one statement and one commit instead of a transaction each. How long a
+//! request waits depends on what it does ([`NonceUse`]):
+//!
+//! - a request that changes something waits until its nonce is committed, so a replay is
+//!   refused even after a crash, and even when another gateway process took the original;
+//! - a read waits only for the check: refused when the nonce is in flight in this process
+//!   or already stored, otherwise answered while its nonce is written behind it. A crash can
+//!   lose the last batch of read nonces, letting such a read be replayed once inside the
+//!   five-minute window; a read changes nothing, so the replay learns only what the
+//!   original answer already said.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use paykit_core::signing::TIMESTAMP_TOLERANCE_SECS;
 use paykit_core::time::Timestamp;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
+
+/// What the signed request will do, which decides how durable its nonce must be first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceUse {
+    /// It may change state: its nonce is committed before it runs.
+    Write,
+    /// It only reads: its nonce is checked now and written behind it.
+    Read,
+}
+
+/// Nonces this process has accepted but not yet committed, and the writer's queue.
+pub(crate) struct NonceWriter {
+    in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    queue: mpsc::UnboundedSender<Spent>,
+}
+
+struct Spent {
+    party_id: String,
+    nonce: String,
+    at: Timestamp,
+    /// Present when the request waits for the commit: true if the nonce was new.
+    reply: Option<oneshot::Sender<Result<bool>>>,
+}
+
+/// Nonces per insert: three parameters each, far below either engine's limit.
+const MAX_BATCH: usize = 500;
+
+impl NonceWriter {
+    /// Starts the writer on `store`, which must not hold a writer itself (its queue would
+    /// keep the task alive forever).
+    fn start(store: Store) -> NonceWriter {
+        let (queue, pending) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(Mutex::new(HashSet::new()));
+        tokio::spawn(write_nonces(store, pending, in_flight.clone()));
+        NonceWriter { in_flight, queue }
+    }
+
+    /// Marks the nonce in flight; false when it already is (a concurrent replay).
+    fn claim(&self, key: &(String, String)) -> bool {
+        self.in_flight.lock().expect("nonce lock").insert(key.clone())
+    }
+
+    fn release(&self, key: &(String, String)) {
+        self.in_flight.lock().expect("nonce lock").remove(key);
+    }
+}
+
+async fn write_nonces(
+    store: Store,
+    mut pending: mpsc::UnboundedReceiver<Spent>,
+    in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let rows: Vec<(String, String, i64)> =
+            batch.iter().map(|s| (s.party_id.clone(), s.nonce.clone(), s.at.unix_micros())).collect();
+        let outcome = store.write(move |tx| Box::pin(async move { insert_new(tx, &rows).await })).await;
+        metrics::histogram!("paykit_nonce_batch_size").record(batch.len() as f64);
+        {
+            // Out of flight only now: from here on the database answers for them.
+            let mut in_flight = in_flight.lock().expect("nonce lock");
+            for s in &batch {
+                in_flight.remove(&(s.party_id.clone(), s.nonce.clone()));
+            }
+        }
+        for s in batch.drain(..) {
+            let Some(reply) = s.reply else {
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %e, "a read's nonce was not stored");
+                }
+                continue;
+            };
+            let answer = match &outcome {
+                Ok(inserted) => Ok(inserted.contains(&(s.party_id, s.nonce))),
+                Err(e) => Err(StoreError::GroupCommit(format!("recording the nonce failed: {e}"))),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Inserts the nonces not stored yet; returns those it inserted.
+async fn insert_new(tx: &mut crate::Tx, rows: &[(String, String, i64)]) -> Result<HashSet<(String, String)>> {
+    let mut sql = String::from("INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES ");
+    for i in 0..rows.len() {
+        let p = 3 * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${})", p + 1, p + 2, p + 3));
+    }
+    sql.push_str(" ON CONFLICT (party_id, nonce) DO NOTHING RETURNING party_id, nonce");
+    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+    for (party_id, nonce, at) in rows {
+        query = query.bind(party_id).bind(nonce).bind(*at);
+    }
+    Ok(query.fetch_all(tx.conn()).await?.into_iter().collect())
+}
 
 impl Store {
-    /// Records a nonce. Returns false if the party already used it (a replay).
-    pub async fn record_nonce(&self, party_id: &str, nonce: &str, now: Timestamp) -> Result<bool> {
-        let (party_id, nonce) = (party_id.to_owned(), nonce.to_owned());
-        self.write(move |tx| {
-            Box::pin(async move {
-                let inserted = sqlx::query(
-                    "INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES ($1, $2, $3) \
-                     ON CONFLICT (party_id, nonce) DO NOTHING",
-                )
-                .bind(&party_id)
-                .bind(&nonce)
-                .bind(now.unix_micros())
-                .execute(tx.conn())
-                .await?
-                .rows_affected();
-                Ok(inserted == 1)
-            })
-        })
-        .await
+    fn nonce_writer(&self) -> &NonceWriter {
+        self.nonce_writer.get_or_init(|| NonceWriter::start(Store { nonce_writer: Arc::default(), ..self.clone() }))
+    }
+
+    /// Spends a nonce. Returns false if the party already used it (a replay). See the
+    /// module documentation for what `used_for` changes.
+    pub async fn spend_nonce(&self, party_id: &str, nonce: &str, now: Timestamp, used_for: NonceUse) -> Result<bool> {
+        let writer = self.nonce_writer();
+        let key = (party_id.to_owned(), nonce.to_owned());
+        if !writer.claim(&key) {
+            return Ok(false);
+        }
+        let (party_id, nonce) = key.clone();
+        match used_for {
+            NonceUse::Write => {
+                let (reply, answer) = oneshot::channel();
+                let spent = Spent { party_id, nonce, at: now, reply: Some(reply) };
+                if writer.queue.send(spent).is_err() {
+                    writer.release(&key);
+                    return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
+                }
+                answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))
+            }
+            NonceUse::Read => {
+                let stored: Option<i64> =
+                    match sqlx::query_scalar("SELECT 1 FROM request_nonces WHERE party_id = $1 AND nonce = $2")
+                        .bind(&party_id)
+                        .bind(&nonce)
+                        .fetch_optional(self.reader())
+                        .await
+                    {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            writer.release(&key);
+                            return Err(e.into());
+                        }
+                    };
+                if stored.is_some() {
+                    writer.release(&key);
+                    return Ok(false);
+                }
+                let spent = Spent { party_id, nonce, at: now, reply: None };
+                if writer.queue.send(spent).is_err() {
+                    writer.release(&key);
+                    return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Forgets nonces old enough that their requests' timestamps are outside the window

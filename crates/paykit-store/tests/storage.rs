@@ -161,12 +161,40 @@ engine_tests!(verify_names_a_posting_changed_by_hand, async move |store: Store, 
 });
 
 engine_tests!(a_nonce_is_accepted_once, async move |store: Store, _db: &TestDb| {
-    assert!(store.record_nonce("m1", "abcdefghijklmnop", now()).await.unwrap());
-    assert!(!store.record_nonce("m1", "abcdefghijklmnop", now()).await.unwrap());
-    assert!(store.record_nonce("m2", "abcdefghijklmnop", now()).await.unwrap(), "nonces are per party");
+    use paykit_store::nonces::NonceUse::{Read, Write};
+    assert!(store.spend_nonce("m1", "abcdefghijklmnop", now(), Write).await.unwrap());
+    assert!(!store.spend_nonce("m1", "abcdefghijklmnop", now(), Write).await.unwrap());
+    assert!(!store.spend_nonce("m1", "abcdefghijklmnop", now(), Read).await.unwrap(), "a read sees a write's nonce");
+    assert!(store.spend_nonce("m2", "abcdefghijklmnop", now(), Write).await.unwrap(), "nonces are per party");
+
+    // A read's nonce is refused at once (in flight), and once it has been written behind.
+    assert!(store.spend_nonce("m1", "readreadreadread", now(), Read).await.unwrap());
+    assert!(!store.spend_nonce("m1", "readreadreadread", now(), Read).await.unwrap());
+    // A write waits for its own commit, which comes after the read's queued insert.
+    assert!(store.spend_nonce("m1", "flushflushflush0", now(), Write).await.unwrap());
+    assert!(!store.spend_nonce("m1", "readreadreadread", now(), Read).await.unwrap(), "stored by now");
+    assert!(!store.spend_nonce("m1", "readreadreadread", now(), Write).await.unwrap());
+
+    // Concurrent spends of one nonce: exactly one wins, whatever each request does.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.spend_nonce("m3", "racingracingrace", now(), if i % 2 == 0 { Read } else { Write }).await.unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for racer in racers {
+        winners += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    // Behind any read's insert queued above, so all six are stored once it returns.
+    assert!(store.spend_nonce("m1", "flushflushflush1", now(), Write).await.unwrap());
+
     assert_eq!(store.prune_nonces(now().plus_secs(60)).await.unwrap(), 0);
-    assert_eq!(store.prune_nonces(now().plus_secs(901)).await.unwrap(), 2);
-    assert!(store.record_nonce("m1", "abcdefghijklmnop", now().plus_secs(901)).await.unwrap());
+    assert_eq!(store.prune_nonces(now().plus_secs(901)).await.unwrap(), 6);
+    assert!(store.spend_nonce("m1", "abcdefghijklmnop", now().plus_secs(901), Write).await.unwrap());
 });
 
 engine_tests!(key_rotation_keeps_two_active, async move |store: Store, _db: &TestDb| {
