@@ -6,15 +6,18 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use paykit_core::ErrorCode;
+use paykit_store::users::User;
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// The logged-in wallet user. Handlers take it with `Extension<WalletUser>`.
+/// The logged-in wallet user, as read with the session when the request arrived.
+/// Handlers take it with `Extension<WalletUser>`.
 #[derive(Debug, Clone)]
 pub struct WalletUser {
     pub user_id: String,
+    pub user: User,
 }
 
 pub fn token_digest(token: &str) -> String {
@@ -36,7 +39,7 @@ pub async fn require_session(
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 128)
         .ok_or_else(invalid)?;
-    let user_id = state.store().session_user(&token_digest(token), state.wall_now()).await?.ok_or_else(invalid)?;
-    req.extensions_mut().insert(WalletUser { user_id });
+    let user = state.store().session_user(&token_digest(token), state.wall_now()).await?.ok_or_else(invalid)?;
+    req.extensions_mut().insert(WalletUser { user_id: user.id.clone(), user });
     Ok(next.run(req).await)
 }

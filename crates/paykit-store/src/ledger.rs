@@ -189,17 +189,22 @@ impl Tx {
             if updated != 1 {
                 return Err(StoreError::InsufficientFunds { account_id: meta.id.clone() });
             }
-            sqlx::query(
-                "INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&entry_id)
-            .bind(&meta.id)
-            .bind(minor)
-            .bind(amount.currency().code())
-            .bind(now.unix_micros())
-            .execute(self.conn())
-            .await?;
         }
+        // All postings in one statement: one round trip however many legs the entry has.
+        let mut sql =
+            String::from("INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES ");
+        for i in 0..moves.len() {
+            let p = 3 * i;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("($1, ${}, ${}, ${}, $2)", p + 3, p + 4, p + 5));
+        }
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&entry_id).bind(now.unix_micros());
+        for (meta, _, amount) in &moves {
+            insert = insert.bind(&meta.id).bind(amount.minor_units()).bind(amount.currency().code());
+        }
+        insert.execute(self.conn()).await?;
         Ok(entry_id)
     }
 }

@@ -21,6 +21,29 @@ pub struct Merchant {
     pub created_at: Timestamp,
 }
 
+/// What never changes about a merchant after it is created: nothing updates these columns,
+/// so they can be cached for as long as the process lives.
+#[derive(Debug, Clone)]
+pub(crate) struct FixedMerchant {
+    pub(crate) name: String,
+    pub(crate) notify_url: Option<String>,
+}
+
+impl crate::Tx {
+    /// A merchant's [`FixedMerchant`] facts, read (in this transaction) only on a cache miss.
+    pub(crate) async fn fixed_merchant(&mut self, merchant_id: &str) -> Result<FixedMerchant> {
+        if let Some(fixed) = self.store.cached_merchant(merchant_id) {
+            return Ok(fixed);
+        }
+        let (name, notify_url) =
+            sqlx::query_as::<_, (String, Option<String>)>("SELECT name, notify_url FROM merchants WHERE id = $1")
+                .bind(merchant_id)
+                .fetch_one(self.conn())
+                .await?;
+        Ok(self.store.cache_merchant(merchant_id, FixedMerchant { name, notify_url }))
+    }
+}
+
 /// A key as shown to its owner: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
@@ -156,6 +179,27 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// A merchant's name, from the cache when it is there (names never change).
+    pub async fn merchant_name(&self, merchant_id: &str) -> Result<Option<String>> {
+        if let Some(fixed) = self.cached_merchant(merchant_id) {
+            return Ok(Some(fixed.name));
+        }
+        let row = sqlx::query_as::<_, (String, Option<String>)>("SELECT name, notify_url FROM merchants WHERE id = $1")
+            .bind(merchant_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(|(name, notify_url)| self.cache_merchant(merchant_id, FixedMerchant { name, notify_url }).name))
+    }
+
+    fn cached_merchant(&self, merchant_id: &str) -> Option<FixedMerchant> {
+        self.fixed_merchants.read().expect("merchant cache lock").get(merchant_id).cloned()
+    }
+
+    fn cache_merchant(&self, merchant_id: &str, fixed: FixedMerchant) -> FixedMerchant {
+        self.fixed_merchants.write().expect("merchant cache lock").insert(merchant_id.to_owned(), fixed.clone());
+        fixed
     }
 
     /// The active key `key_id` of the given party, for checking a signature.

@@ -32,6 +32,9 @@ pub struct Order {
 pub(crate) const ORDER_COLUMNS: &str = "id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, \
      status, request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id";
 
+/// How many columns [`ORDER_COLUMNS`] names: a query can add its own after them.
+const ORDER_COLUMN_COUNT: usize = 17;
+
 pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order> {
     let corrupt = |e: String| StoreError::Corrupt(e);
     let currency: Currency = r.try_get::<String, _>(5)?.parse().map_err(|e| corrupt(format!("{e}")))?;
@@ -73,36 +76,43 @@ pub struct OrderFilter {
     pub limit: i64,
 }
 
+/// The order's insert: one statement, atomic without a transaction of its own. True when
+/// inserted, false when the merchant already had the out_trade_no.
+async fn insert_order_row<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(executor: E, order: &Order) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO orders (id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, status, \
+           request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (merchant_id, out_trade_no) DO NOTHING",
+    )
+    .bind(&order.id)
+    .bind(&order.merchant_id)
+    .bind(&order.out_trade_no)
+    .bind(&order.kind)
+    .bind(order.amount.minor_units())
+    .bind(order.amount.currency().code())
+    .bind(&order.description)
+    .bind(order.notify_url.as_deref())
+    .bind(order.status.as_str())
+    .bind(&order.request_digest)
+    .bind(order.expire_at.unix_micros())
+    .bind(order.created_at.unix_micros())
+    .bind(order.updated_at.unix_micros())
+    .bind(order.paid_at.map(Timestamp::unix_micros))
+    .bind(order.payer_user_id.as_deref())
+    .bind(order.funding.as_deref())
+    .bind(order.device_id.as_deref())
+    .execute(executor)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 impl Tx {
     /// Inserts `order` unless the merchant already has one with its out_trade_no.
     pub async fn insert_order(&mut self, order: &Order) -> Result<Created> {
-        let inserted = sqlx::query(
-            "INSERT INTO orders (id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, status, \
-               request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-             ON CONFLICT (merchant_id, out_trade_no) DO NOTHING",
-        )
-        .bind(&order.id)
-        .bind(&order.merchant_id)
-        .bind(&order.out_trade_no)
-        .bind(&order.kind)
-        .bind(order.amount.minor_units())
-        .bind(order.amount.currency().code())
-        .bind(&order.description)
-        .bind(order.notify_url.as_deref())
-        .bind(order.status.as_str())
-        .bind(&order.request_digest)
-        .bind(order.expire_at.unix_micros())
-        .bind(order.created_at.unix_micros())
-        .bind(order.updated_at.unix_micros())
-        .bind(order.paid_at.map(Timestamp::unix_micros))
-        .bind(order.payer_user_id.as_deref())
-        .bind(order.funding.as_deref())
-        .bind(order.device_id.as_deref())
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        if inserted == 1 {
+        let inserted = insert_order_row(self.conn(), order).await?;
+        if inserted {
             return Ok(Created::New(order.clone()));
         }
         let existing = self
@@ -152,6 +162,17 @@ impl Tx {
 impl Store {
     /// Creates an order, or returns the merchant's existing one with the same out_trade_no.
     pub async fn create_order(&self, order: &Order) -> Result<Created> {
+        if !self.groups_commits() {
+            // One statement commits by itself: no BEGIN and COMMIT round trips around it.
+            if insert_order_row(&self.writer, order).await? {
+                return Ok(Created::New(order.clone()));
+            }
+            let existing = self
+                .order_by_out_trade_no(&order.merchant_id, &order.out_trade_no)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))?;
+            return Ok(Created::Existing(existing));
+        }
         let order = order.clone();
         self.write(move |tx| Box::pin(async move { tx.insert_order(&order).await })).await
     }
@@ -165,6 +186,17 @@ impl Store {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(self.reader()).await?;
         row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// An order with its merchant's status (which says whether it may be paid now), in
+    /// one read.
+    pub async fn order_and_merchant_status(&self, order_id: &str) -> Result<Option<(Order, String)>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS}, (SELECT m.status FROM merchants m WHERE m.id = orders.merchant_id) \
+             FROM orders WHERE id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(self.reader()).await?;
+        row.map(|r| Ok((order_from_row(&r)?, r.try_get(ORDER_COLUMN_COUNT)?))).transpose()
     }
 
     pub async fn order_by_out_trade_no(&self, merchant_id: &str, out_trade_no: &str) -> Result<Option<Order>> {
@@ -229,5 +261,13 @@ impl Store {
         }
         let rows = q.bind(filter.limit).fetch_all(self.reader()).await?;
         rows.iter().map(order_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_column_count_matches_the_column_list() {
+        assert_eq!(super::ORDER_COLUMNS.split(',').count(), super::ORDER_COLUMN_COUNT);
     }
 }

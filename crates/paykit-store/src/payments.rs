@@ -9,7 +9,7 @@ use paykit_core::time::Timestamp;
 use sqlx::Row;
 
 use crate::ledger::Owner;
-use crate::orders::{Created, Order};
+use crate::orders::{Created, ORDER_COLUMNS, Order, order_from_row};
 use crate::{Result, Store, StoreError, Tx, ids};
 
 /// Where the money for a payment comes from.
@@ -215,15 +215,7 @@ impl Tx {
     }
 
     async fn merchant_name(&mut self, merchant_id: &str) -> Result<String> {
-        if let Some(name) = self.store.merchant_names.read().expect("merchant cache lock").get(merchant_id) {
-            return Ok(name.clone());
-        }
-        let name: String = sqlx::query_scalar("SELECT name FROM merchants WHERE id = $1")
-            .bind(merchant_id)
-            .fetch_one(self.conn())
-            .await?;
-        self.store.merchant_names.write().expect("merchant cache lock").insert(merchant_id.to_owned(), name.clone());
-        Ok(name)
+        Ok(self.fixed_merchant(merchant_id).await?.name)
     }
 }
 
@@ -548,19 +540,38 @@ struct OwnedPay {
 impl Tx {
     /// [`Store::pay_order`] inside a transaction (the caller commits).
     async fn pay_order(&mut self, p: &OwnedPay) -> Result<Order, PayError> {
-        let order = self.order(&p.order_id).await?.ok_or(PayError::NotFound)?;
         if let Some(key) = &p.idempotency
-            && let Some(previous) = self.claim_idempotency_key(key, &order.id, p.now).await?
+            && let Some(previous) = self.claim_idempotency_key(key, &p.order_id, p.now).await?
         {
             return self.order(&previous).await?.ok_or(PayError::NotFound);
         }
-        let mine = order.payer_user_id.as_deref() == Some(&p.user_id);
-        if mine && matches!(order.status, OrderStatus::Success | OrderStatus::UserPaying) {
-            return Ok(order);
-        }
-        if order.status != OrderStatus::NotPay || order.expire_at <= p.now {
+        let pending = matches!(p.funding, Funding::Card { bank: BankAnswer::Processing { .. }, .. });
+        let status = if pending { OrderStatus::UserPaying } else { OrderStatus::Success };
+        // The conditional update is the check: it moves the order only if it is still
+        // payable, and hands back the paid order, so the common case reads nothing first.
+        let sql = format!(
+            "UPDATE orders SET status = $1, paid_at_us = $2, payer_user_id = $3, funding = $4, updated_at_us = $5 \
+             WHERE id = $6 AND status = 'NOTPAY' AND expire_at_us > $5 RETURNING {ORDER_COLUMNS}"
+        );
+        let paid = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status.as_str())
+            .bind((!pending).then_some(p.now.unix_micros()))
+            .bind(&p.user_id)
+            .bind(p.funding.label())
+            .bind(p.now.unix_micros())
+            .bind(&p.order_id)
+            .fetch_optional(self.conn())
+            .await?;
+        let Some(paid) = paid else {
+            // Not payable: say why, or hand back this consumer's own earlier payment.
+            let order = self.order(&p.order_id).await?.ok_or(PayError::NotFound)?;
+            let mine = order.payer_user_id.as_deref() == Some(&p.user_id);
+            if mine && matches!(order.status, OrderStatus::Success | OrderStatus::UserPaying) {
+                return Ok(order);
+            }
             return Err(status_error(&order, p.now));
-        }
+        };
+        let order = order_from_row(&paid)?;
         if let Some(device_id) = &p.confirmed_by_device {
             let fresh = sqlx::query(
                 "INSERT INTO device_proofs_used (order_id, device_id, used_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -574,26 +585,6 @@ impl Tx {
             if fresh == 0 {
                 return Err(PayError::DeviceProofReused);
             }
-        }
-        let pending = matches!(p.funding, Funding::Card { bank: BankAnswer::Processing { .. }, .. });
-        let status = if pending { OrderStatus::UserPaying } else { OrderStatus::Success };
-        let moved = sqlx::query(
-            "UPDATE orders SET status = $1, paid_at_us = $2, payer_user_id = $3, funding = $4, updated_at_us = $5 \
-             WHERE id = $6 AND status = 'NOTPAY' AND expire_at_us > $5",
-        )
-        .bind(status.as_str())
-        .bind((!pending).then_some(p.now.unix_micros()))
-        .bind(&p.user_id)
-        .bind(p.funding.label())
-        .bind(p.now.unix_micros())
-        .bind(&order.id)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        if moved == 0 {
-            // Another transaction changed it between our read and our update.
-            let now_order = self.order(&order.id).await?.ok_or(PayError::NotFound)?;
-            return Err(status_error(&now_order, p.now));
         }
         let merchant =
             (Owner { owner_type: "merchant", owner_id: &order.merchant_id }, AccountKind::MerchantSettlement);
@@ -646,18 +637,9 @@ impl Tx {
             p.now,
         )
         .await?;
-        // The order as the conditional update above left it (no need to read it back).
-        let paid = Order {
-            status,
-            paid_at: (!pending).then_some(p.now),
-            payer_user_id: Some(p.user_id.clone()),
-            funding: Some(p.funding.label().to_owned()),
-            updated_at: p.now,
-            ..order
-        };
-        if paid.status == OrderStatus::Success {
-            self.payment_succeeded(&paid, p.now).await?;
+        if order.status == OrderStatus::Success {
+            self.payment_succeeded(&order, p.now).await?;
         }
-        Ok(paid)
+        Ok(order)
     }
 }

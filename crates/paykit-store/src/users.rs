@@ -170,12 +170,18 @@ impl Store {
     }
 
     /// The user a live session belongs to.
-    pub async fn session_user(&self, token_digest: &str, now: Timestamp) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT user_id FROM sessions WHERE token_digest = $1 AND expires_at_us > $2")
+    /// The user a live session belongs to, read with the session in one round trip.
+    pub async fn session_user(&self, token_digest: &str, now: Timestamp) -> Result<Option<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users \
+             WHERE id = (SELECT user_id FROM sessions WHERE token_digest = $1 AND expires_at_us > $2)"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_digest)
             .bind(now.unix_micros())
             .fetch_optional(self.reader())
-            .await?)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
     }
 
     /// Records verified real-name details once. Returns false if the user already has

@@ -295,7 +295,7 @@ pub async fn pay_bill(
     crate::extract::IdempotencyKeyHeader(key): crate::extract::IdempotencyKeyHeader,
     ApiJson(req): ApiJson<PayBill>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     require_can_pay(&user)?;
     let bill = state.store().bill_by_id(&req.bill_id).await?.ok_or_else(|| ApiError::not_found("bill"))?;
     let biller = state.store().biller(&bill.biller_id).await?.ok_or_else(|| ApiError::not_found("biller"))?;

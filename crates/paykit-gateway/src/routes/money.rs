@@ -56,7 +56,7 @@ pub async fn unfreeze(
     Extension(who): Extension<WalletUser>,
     ApiJson(req): ApiJson<Unfreeze>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     let denied = || {
         ApiError::new(ErrorCode::UnfreezeDenied, "the login password, pay password or real-name details did not match")
     };
@@ -166,7 +166,7 @@ pub async fn create_transfer(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<NewTransfer>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     require_can_pay(&user)?;
     let amount = parse_amount(&state, "amount", &req.amount)?;
     let memo = req.memo.unwrap_or_default();
@@ -226,7 +226,7 @@ pub async fn list_transfers(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     // Money sent to a phone number becomes claimable only after real-name verification.
     let phone = if user.real_name.is_some() { user.phone.as_str() } else { "" };
     let (outgoing, incoming) = state.store().transfers_for(&user.id, phone).await?;
@@ -241,7 +241,7 @@ pub async fn accept_transfer(
     Extension(who): Extension<WalletUser>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     if user.real_name.is_none() {
         return Err(ApiError::new(ErrorCode::RealNameRequired, "complete real-name verification to receive transfers"));
     }
@@ -282,7 +282,7 @@ pub async fn create_red_packet(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<NewPacket>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     require_can_pay(&user)?;
     let total = Money::parse_positive(&req.total, paykit_core::Currency::Cny)
         .map_err(|e| ApiError::from(&e).with("field", "total"))?;
@@ -334,7 +334,7 @@ pub async fn claim_red_packet(
     Extension(who): Extension<WalletUser>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     if user.real_name.is_none() {
         return Err(ApiError::new(ErrorCode::RealNameRequired, "complete real-name verification to receive money"));
     }
@@ -373,7 +373,7 @@ pub async fn withdraw(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<Withdraw>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     require_can_pay(&user)?;
     let amount = parse_amount(&state, "amount", &req.amount)?;
     let card = payout_card(&state, &user, &req.card_id).await?;
@@ -421,7 +421,7 @@ pub async fn repay(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<Repay>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     require_can_pay(&user)?;
     let amount = parse_amount(&state, "amount", &req.amount)?;
     let card = payout_card(&state, &user, &req.card_id).await?;

@@ -66,15 +66,16 @@ pub async fn log_in(
     Ok(Json(json!({ "token": token, "expires_at": expires_at.to_rfc3339(), "user_id": user.id })))
 }
 
-pub(crate) async fn load_user(state: &AppState, who: &WalletUser) -> Result<User, ApiError> {
-    state.store().user(&who.user_id).await?.ok_or_else(|| ApiError::new(ErrorCode::SessionInvalid, "log in again"))
+/// The session's user, as read when the request arrived (see `wallet_auth`).
+pub(crate) fn load_user(who: &WalletUser) -> User {
+    who.user.clone()
 }
 
 pub async fn profile(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     Ok(Json(json!({
         "user_id": user.id,
         "phone": user.phone,
@@ -130,7 +131,7 @@ pub async fn pay_password(
     Extension(who): Extension<WalletUser>,
     ApiJson(req): ApiJson<SetPayPassword>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     check_pay_password(&req.pay_password).map_err(|e| {
         let code = match e {
             PayPasswordError::Malformed => ErrorCode::PayPasswordInvalid,
@@ -229,7 +230,7 @@ pub async fn bind_card(
     Extension(who): Extension<WalletUser>,
     ApiJson(req): ApiJson<BindCard>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     let Some(real_name) = &user.real_name else {
         return Err(ApiError::new(
             ErrorCode::RealNameRequired,
@@ -306,7 +307,7 @@ pub async fn top_up(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<TopUp>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     let amount = parse_amount(&state, "amount", &req.amount)?;
     require_can_pay(&user)?;
     let card = state.store().card(&user.id, &req.card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
@@ -591,14 +592,15 @@ pub async fn pay(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(req): ApiJson<Pay>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     require_can_pay(&user)?;
-    let order = state.store().order(&req.order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+    let (order, merchant_status) =
+        state.store().order_and_merchant_status(&req.order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
     let now = state.clock().now();
     let already_mine = order.payer_user_id.as_deref() == Some(user.id.as_str());
     if !already_mine {
         payable(&order, now)?;
-        if state.store().merchant(&order.merchant_id).await?.is_some_and(|m| m.status == "FROZEN") {
+        if merchant_status == "FROZEN" {
             return Err(ApiError::new(ErrorCode::MerchantFrozen, "this merchant cannot receive payments now"));
         }
     }
@@ -649,7 +651,7 @@ async fn payment_view(
     state: &AppState,
     paid: &paykit_store::orders::Order,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let merchant = state.store().merchant(&paid.merchant_id).await?.map(|m| m.name).unwrap_or_default();
+    let merchant = state.store().merchant_name(&paid.merchant_id).await?.unwrap_or_default();
     Ok(Json(json!({
         "order_id": paid.id, "status": paid.status.as_str(), "merchant_name": merchant, "amount": paid.amount.to_string(),
         "currency": paid.amount.currency().code(), "funding": if paid.funding.as_deref() == Some("balance") { "balance" } else { "card" },
@@ -670,7 +672,7 @@ pub async fn register_device(
     Extension(who): Extension<WalletUser>,
     ApiJson(req): ApiJson<RegisterDevice>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     check_text("name", &req.name, 1, 64)?;
     let confirm = req.confirm_payments.unwrap_or(false);
     if confirm {
@@ -725,7 +727,7 @@ pub async fn answer_confirmation(
     Path(confirmation_id): Path<String>,
     ApiJson(req): ApiJson<Answer>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = load_user(&state, &who).await?;
+    let user = load_user(&who);
     let accept = match req.action.as_str() {
         "confirm" => true,
         "decline" => false,
