@@ -430,6 +430,10 @@ async fn callbacks(store: Store, o: Options) -> Result<bool> {
 
     let fixture = fixture(&store, &Options { wallets: 0, ..o.clone() }, Some(&sink_url)).await?;
     let rss_before = rss_mib(o.gateway_pid);
+    // A gateway the bench started is paused while the backlog is written, so the drain is
+    // measured on a whole backlog with nothing else writing (with --url it drains as the
+    // backlog grows).
+    signal_gateway(o.gateway_pid, "-STOP")?;
     let started = Instant::now();
     let mut written = 0usize;
     while written < o.events {
@@ -445,6 +449,8 @@ async fn callbacks(store: Store, o: Options) -> Result<bool> {
         written += batch;
     }
     let enqueued = started.elapsed();
+    signal_gateway(o.gateway_pid, "-CONT")?;
+    let received_while_enqueuing = received.load(Ordering::Relaxed);
     let mut rss_max = rss_before.unwrap_or(0.0);
     // Give up when nothing has arrived for 30 s: the dispatcher is stuck or the sink is.
     let (mut last_count, mut last_progress) = (0, Instant::now());
@@ -476,6 +482,13 @@ async fn callbacks(store: Store, o: Options) -> Result<bool> {
         drained.as_secs_f64(),
         count as f64 / drained.as_secs_f64()
     );
+    // The dispatcher alone, once the whole backlog is written and nothing competes with it.
+    println!(
+        "backlog drain (from the last event written)  {} in {:.1}s  {:.1}/s",
+        count - received_while_enqueuing,
+        (drained - enqueued).as_secs_f64(),
+        (count - received_while_enqueuing) as f64 / (drained - enqueued).as_secs_f64().max(1e-9)
+    );
     println!(
         "latency ms (written -> received)  p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
         ms(pct(0.50)),
@@ -492,6 +505,16 @@ async fn callbacks(store: Store, o: Options) -> Result<bool> {
         if report.is_ok() { "OK".to_owned() } else { format!("FAILED {:?}", report.violations) }
     );
     Ok(report.is_ok() && count as usize >= o.events)
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to the gateway the bench started, if it did.
+fn signal_gateway(pid: Option<u32>, signal: &str) -> Result<()> {
+    let Some(pid) = pid else { return Ok(()) };
+    let status = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status()?;
+    if !status.success() {
+        bail!("kill {signal} {pid} failed: {status}");
+    }
+    Ok(())
 }
 
 /// Opens `o.clients` HTTP/1.1 keep-alive connections, one request each, and holds them all

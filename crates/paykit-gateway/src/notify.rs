@@ -6,19 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paykit_core::signing::{canonical_callback, sign};
-use paykit_store::events::ClaimedDelivery;
-use tokio::sync::Semaphore;
+use paykit_store::events::{ClaimedDelivery, DeliveryOutcome};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::app::AppState;
 
 /// Deliveries in flight at once, per gateway process.
-const MAX_IN_FLIGHT: usize = 256;
+const MAX_IN_FLIGHT: usize = 512;
 
 /// Builds the HTTP client callbacks go out on: rustls with the ring provider, and the
-/// platform's roots plus any extra CA the operator configured (tests use their own).
+/// platform's roots plus any extra CA the operator configured (tests use their own). As
+/// many idle connections per host as deliveries in flight: with fewer, a busy receiver
+/// saw most callbacks open a new connection.
 pub fn client(extra_ca_pem: Option<&[u8]>, timeout: Duration) -> anyhow::Result<reqwest::Client> {
     crate::server::install_crypto_provider();
-    let mut builder = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).pool_max_idle_per_host(8);
+    let mut builder =
+        reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).pool_max_idle_per_host(MAX_IN_FLIGHT);
     if let Some(pem) = extra_ca_pem {
         for cert in reqwest::Certificate::from_pem_bundle(pem)? {
             builder = builder.add_root_certificate(cert);
@@ -27,48 +30,86 @@ pub fn client(extra_ca_pem: Option<&[u8]>, timeout: Duration) -> anyhow::Result<
     Ok(builder.build()?)
 }
 
-/// Runs forever: claim, deliver, record.
+/// Outcomes recorded per transaction, at most (no more can be waiting than are in flight).
+const MAX_RECORD_BATCH: usize = MAX_IN_FLIGHT;
+
+/// Runs forever: claim, deliver, record. Attempts are recorded by one task in batches, so
+/// a busy dispatcher commits once per batch of outcomes rather than once per callback.
 pub async fn run_dispatcher(state: AppState, http: reqwest::Client) {
     let worker = format!("gw-{}-{}", std::process::id(), paykit_store::ids::random_base32(6));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let lease_secs = state.config().delivery_lease_secs;
+    let (outcomes, finished) = mpsc::unbounded_channel();
+    tokio::spawn(record_outcomes(state.clone(), worker.clone(), finished));
     loop {
-        let free = slots.available_permits() as i64;
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            match state
-                .store()
-                .claim_deliveries(&worker, state.clock().now(), state.wall_now(), lease_secs, free.min(100))
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming deliveries failed; will retry");
-                    Vec::new()
-                }
+        // Wait for a free slot rather than poll: when all are busy, the next claim is due
+        // the moment a batch of outcomes is recorded.
+        let first = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let free = 1 + slots.available_permits() as i64;
+        let claimed = match state
+            .store()
+            .claim_deliveries(&worker, state.clock().now(), state.wall_now(), lease_secs, free)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming deliveries failed; will retry");
+                Vec::new()
             }
         };
-        let idle = claimed.is_empty();
-        for delivery in claimed {
-            let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-            let (state, http, worker) = (state.clone(), http.clone(), worker.clone());
-            tokio::spawn(async move {
-                deliver(&state, &http, &worker, &delivery).await;
-                drop(permit);
-            });
-        }
-        if idle {
+        if claimed.is_empty() {
+            drop(first);
             tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let mut first = Some(first);
+        for delivery in claimed {
+            let permit = match first.take() {
+                Some(permit) => permit,
+                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
+            };
+            let (state, http, outcomes) = (state.clone(), http.clone(), outcomes.clone());
+            tokio::spawn(async move {
+                let outcome = deliver(&state, &http, delivery).await;
+                // The slot stays taken until the outcome is recorded, so a slow database
+                // bounds the work in flight instead of growing a queue.
+                let _ = outcomes.send((outcome, permit));
+            });
         }
     }
 }
 
-async fn deliver(state: &AppState, http: &reqwest::Client, worker: &str, d: &ClaimedDelivery) {
+async fn record_outcomes(
+    state: AppState,
+    worker: String,
+    mut finished: mpsc::UnboundedReceiver<(DeliveryOutcome, OwnedSemaphorePermit)>,
+) {
+    let mut batch = Vec::with_capacity(MAX_RECORD_BATCH);
+    while finished.recv_many(&mut batch, MAX_RECORD_BATCH).await > 0 {
+        // Dropped at the end of this round, freeing the slots.
+        let (outcomes, _slots): (Vec<DeliveryOutcome>, Vec<OwnedSemaphorePermit>) = batch.drain(..).unzip();
+        let ids: Vec<String> = outcomes.iter().map(|o| o.event_id.clone()).collect();
+        match state.store().finish_deliveries(&worker, outcomes).await {
+            Ok(kept) => {
+                for (event_id, kept) in ids.iter().zip(kept) {
+                    if !kept {
+                        tracing::warn!(%event_id, "lost the lease on a delivery; another worker owns it");
+                    }
+                }
+            }
+            // The leases lapse and the deliveries go out again: at least once, never lost.
+            Err(e) => {
+                tracing::warn!(error = %e, count = ids.len(), "recording delivery attempts failed; they will be retried")
+            }
+        }
+    }
+}
+
+async fn deliver(state: &AppState, http: &reqwest::Client, d: ClaimedDelivery) -> DeliveryOutcome {
     let started = state.clock().now();
     // Receivers check the timestamp against their own clocks: sign with real time, even
     // when the sandbox clock runs ahead.
-    let (status, error) = match send(state, http, d, state.wall_now().unix_secs()).await {
+    let (status, error) = match send(http, &d, state.wall_now().unix_secs()).await {
         Ok(status) => (Some(status), None),
         Err(e) => (None, Some(e)),
     };
@@ -79,24 +120,23 @@ async fn deliver(state: &AppState, http: &reqwest::Client, worker: &str, d: &Cla
         None => "network_error",
     })
     .increment(1);
-    match state.store().finish_delivery(d, worker, started, finished, status, error.as_deref()).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(event_id = %d.event_id, "lost the lease on a delivery; another worker owns it"),
-        Err(e) => {
-            tracing::warn!(event_id = %d.event_id, error = %e, "recording a delivery attempt failed; it will be retried")
-        }
+    DeliveryOutcome {
+        event_id: d.event_id,
+        attempts: d.attempts,
+        started_at: started,
+        finished_at: finished,
+        http_status: status,
+        error,
     }
 }
 
-async fn send(state: &AppState, http: &reqwest::Client, d: &ClaimedDelivery, timestamp: i64) -> Result<u16, String> {
-    let (key_id, secret) =
-        state.store().newest_active_secret(&d.party_kind, &d.party_id).await.map_err(|e| e.to_string())?;
+async fn send(http: &reqwest::Client, d: &ClaimedDelivery, timestamp: i64) -> Result<u16, String> {
     let nonce = paykit_store::ids::random_base32(24);
-    let signature = sign(secret.as_bytes(), &canonical_callback(timestamp, &nonce, d.payload.as_bytes()));
+    let signature = sign(d.secret.as_bytes(), &canonical_callback(timestamp, &nonce, d.payload.as_bytes()));
     let response = http
         .post(&d.notify_url)
         .header("content-type", "application/json")
-        .header("paykit-key-id", key_id)
+        .header("paykit-key-id", &d.key_id)
         .header("paykit-timestamp", timestamp.to_string())
         .header("paykit-nonce", nonce)
         .header("paykit-signature", signature)

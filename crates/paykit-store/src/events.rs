@@ -2,6 +2,8 @@
 //! delivered by any gateway process that claims them (a lease, taken with
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL), on the WeChat Pay retry schedule.
 
+use std::collections::HashMap;
+
 use paykit_core::time::Timestamp;
 use sqlx::Row;
 
@@ -26,6 +28,21 @@ pub struct ClaimedDelivery {
     pub party_id: String,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// The party's newest active key at claim time, which signs the callback.
+    pub key_id: String,
+    pub secret: String,
+}
+
+/// What one delivery attempt came to, for [`Store::finish_deliveries`].
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub event_id: String,
+    /// Attempts made before this one (as claimed).
+    pub attempts: i64,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,11 +114,7 @@ impl Tx {
         if let Some(url) = order_notify_url {
             return Ok(Some(url.to_owned()));
         }
-        Ok(sqlx::query_scalar("SELECT notify_url FROM merchants WHERE id = $1")
-            .bind(merchant_id)
-            .fetch_optional(self.conn())
-            .await?
-            .flatten())
+        Ok(self.fixed_merchant(merchant_id).await?.notify_url)
     }
 }
 
@@ -126,7 +139,7 @@ impl Store {
              RETURNING event_id, notify_url, attempts"
         );
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let leased = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(wall_now.plus_secs(lease_secs).unix_micros())
             .bind(worker)
             .bind(now.unix_micros())
@@ -134,95 +147,79 @@ impl Store {
             .bind(wall_now.unix_micros())
             .fetch_all(tx.conn())
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
+        if leased.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        // The events and their parties' keys for the whole batch: two reads, not two per
+        // delivery.
+        let ids: Vec<String> = leased.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?;
+        let sql = format!(
+            "SELECT id, payload, party_kind, party_id FROM events WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            query = query.bind(id);
+        }
+        let mut events: HashMap<String, (String, String, String)> = HashMap::with_capacity(ids.len());
+        for e in query.fetch_all(tx.conn()).await? {
+            events.insert(e.try_get(0)?, (e.try_get(1)?, e.try_get(2)?, e.try_get(3)?));
+        }
+        let mut parties: Vec<&str> = events.values().map(|(_, _, party_id)| party_id.as_str()).collect();
+        parties.sort_unstable();
+        parties.dedup();
+        let sql = format!(
+            "SELECT party_kind, party_id, key_id, secret FROM api_keys WHERE status = 'ACTIVE' AND party_id IN ({}) \
+             ORDER BY created_at_us, key_id",
+            placeholders(1, parties.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for party in &parties {
+            query = query.bind(*party);
+        }
+        // Ordered oldest first, so the newest key of each party is the one left standing.
+        let mut newest: HashMap<(String, String), (String, String)> = HashMap::new();
+        for k in query.fetch_all(tx.conn()).await? {
+            newest.insert((k.try_get(0)?, k.try_get(1)?), (k.try_get(2)?, k.try_get(3)?));
+        }
+        tx.commit().await?;
+
+        let mut out = Vec::with_capacity(leased.len());
+        for r in leased {
             let event_id: String = r.try_get(0)?;
-            let e = sqlx::query("SELECT payload, party_kind, party_id FROM events WHERE id = $1")
-                .bind(&event_id)
-                .fetch_one(tx.conn())
-                .await?;
+            let (payload, party_kind, party_id) = events
+                .remove(&event_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("delivery {event_id} has no event")))?;
+            let (key_id, secret) = newest
+                .get(&(party_kind.clone(), party_id.clone()))
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("{party_kind} {party_id} has no active key")))?;
             out.push(ClaimedDelivery {
                 notify_url: r.try_get(1)?,
                 attempts: r.try_get(2)?,
-                payload: e.try_get(0)?,
-                party_kind: e.try_get(1)?,
-                party_id: e.try_get(2)?,
+                payload,
+                party_kind,
+                party_id,
                 event_id,
+                key_id,
+                secret,
             });
         }
-        tx.commit().await?;
         Ok(out)
     }
 
-    /// Records one attempt and moves the delivery on: delivered on a 2xx, otherwise
-    /// scheduled again or dead. Returns false if this worker no longer held the lease
-    /// (another took over), in which case nothing is changed.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn finish_delivery(
-        &self,
-        d: &ClaimedDelivery,
-        worker: &str,
-        started_at: Timestamp,
-        finished_at: Timestamp,
-        http_status: Option<u16>,
-        error: Option<&str>,
-    ) -> Result<bool> {
-        let attempt_no = d.attempts + 1;
-        let delivered = http_status.is_some_and(|s| (200..300).contains(&s));
-        let (status, next) = if delivered {
-            ("DELIVERED", finished_at)
-        } else {
-            match next_delay_secs(attempt_no) {
-                Some(delay) => ("PENDING", finished_at.plus_secs(delay)),
-                None => ("DEAD", finished_at),
-            }
-        };
-        let last_error =
-            error.map(str::to_owned).or_else(|| http_status.filter(|_| !delivered).map(|s| format!("HTTP {s}")));
-        let (event_id, worker, error, attempts) =
-            (d.event_id.clone(), worker.to_owned(), error.map(str::to_owned), d.attempts);
-        // Through the group commit: a busy dispatcher records hundreds of attempts a second.
-        self.write(move |tx| {
-            Box::pin(async move {
-                // Only the worker still holding the lease records the attempt.
-                let updated = sqlx::query(
-                    "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at_us = $3, lease_until_us = NULL, \
-                       leased_by = NULL, last_error = $4, delivered_at_us = $5 \
-                     WHERE event_id = $6 AND leased_by = $7 AND attempts = $8",
-                )
-                .bind(status)
-                .bind(attempt_no)
-                .bind(next.unix_micros())
-                .bind(last_error)
-                .bind(delivered.then_some(finished_at.unix_micros()))
-                .bind(&event_id)
-                .bind(&worker)
-                .bind(attempts)
-                .execute(tx.conn())
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (id, event_id, attempt_no, worker, started_at_us, finished_at_us, \
-                       http_status, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (event_id, attempt_no) DO NOTHING",
-                )
-                .bind(ids::new_id("att"))
-                .bind(&event_id)
-                .bind(attempt_no)
-                .bind(&worker)
-                .bind(started_at.unix_micros())
-                .bind(finished_at.unix_micros())
-                .bind(http_status.map(i64::from))
-                .bind(error)
-                .execute(tx.conn())
-                .await?;
-                Ok(true)
-            })
-        })
-        .await
+    /// Records attempts and moves each delivery on: delivered on a 2xx, otherwise
+    /// scheduled again or dead. The whole batch is two statements in one transaction. For
+    /// each outcome, false if this worker no longer held the lease (another took over), in
+    /// which case nothing of it is changed.
+    pub async fn finish_deliveries(&self, worker: &str, outcomes: Vec<DeliveryOutcome>) -> Result<Vec<bool>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let worker = worker.to_owned();
+        // Through the group commit: a busy dispatcher records thousands of attempts a second.
+        self.write(move |tx| Box::pin(async move { tx.finish_deliveries(&worker, &outcomes).await })).await
     }
 
     /// Sends a delivered or dead event again, now. Returns false when the party has no
@@ -288,20 +285,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest active key of a party: callbacks are signed with it.
-    pub async fn newest_active_secret(&self, party_kind: &str, party_id: &str) -> Result<(String, String)> {
-        let row = sqlx::query(
-            "SELECT key_id, secret FROM api_keys WHERE party_kind = $1 AND party_id = $2 AND status = 'ACTIVE' \
-             ORDER BY created_at_us DESC, key_id DESC LIMIT 1",
-        )
-        .bind(party_kind)
-        .bind(party_id)
-        .fetch_optional(self.reader())
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("{party_kind} {party_id} has no active key")))?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
-    }
-
     /// The sandbox clock's offset, in microseconds.
     pub async fn sandbox_clock_offset_us(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT offset_us FROM sandbox_clock WHERE id = 1").fetch_one(self.reader()).await?)
@@ -319,4 +302,76 @@ impl Store {
         tx.commit().await?;
         Ok(offset)
     }
+}
+
+impl Tx {
+    async fn finish_deliveries(&mut self, worker: &str, outcomes: &[DeliveryOutcome]) -> Result<Vec<bool>> {
+        // Only the worker still holding the lease, on the attempt it claimed, moves a
+        // delivery; the rows that moved come back, and only they get an attempt recorded.
+        // VALUES columns are column1… on both engines.
+        const PER_ROW: usize = 7;
+        let rows: Vec<String> =
+            (0..outcomes.len()).map(|i| format!("({})", placeholders(2 + i * PER_ROW, PER_ROW))).collect();
+        let sql = format!(
+            "UPDATE deliveries SET status = v.column2, attempts = v.column3, next_attempt_at_us = v.column4, \
+               lease_until_us = NULL, leased_by = NULL, last_error = v.column5, delivered_at_us = v.column6 \
+             FROM (VALUES {}) AS v \
+             WHERE deliveries.event_id = v.column1 AND deliveries.leased_by = $1 AND deliveries.attempts = v.column7 \
+             RETURNING deliveries.event_id",
+            rows.join(", ")
+        );
+        let mut update = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(worker);
+        for o in outcomes {
+            let delivered = o.http_status.is_some_and(|s| (200..300).contains(&s));
+            let (status, next) = if delivered {
+                ("DELIVERED", o.finished_at)
+            } else {
+                match next_delay_secs(o.attempts + 1) {
+                    Some(delay) => ("PENDING", o.finished_at.plus_secs(delay)),
+                    None => ("DEAD", o.finished_at),
+                }
+            };
+            let last_error =
+                o.error.clone().or_else(|| o.http_status.filter(|_| !delivered).map(|s| format!("HTTP {s}")));
+            update = update
+                .bind(&o.event_id)
+                .bind(status)
+                .bind(o.attempts + 1)
+                .bind(next.unix_micros())
+                .bind(last_error)
+                .bind(delivered.then_some(o.finished_at.unix_micros()))
+                .bind(o.attempts);
+        }
+        let moved: std::collections::HashSet<String> = update.fetch_all(self.conn()).await?.into_iter().collect();
+        let kept: Vec<&DeliveryOutcome> = outcomes.iter().filter(|o| moved.contains(&o.event_id)).collect();
+        if !kept.is_empty() {
+            const ATTEMPT_ROW: usize = 8;
+            let rows: Vec<String> =
+                (0..kept.len()).map(|i| format!("({})", placeholders(1 + i * ATTEMPT_ROW, ATTEMPT_ROW))).collect();
+            let sql = format!(
+                "INSERT INTO delivery_attempts (id, event_id, attempt_no, worker, started_at_us, finished_at_us, \
+                   http_status, error) VALUES {} ON CONFLICT (event_id, attempt_no) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for o in &kept {
+                insert = insert
+                    .bind(ids::new_id("att"))
+                    .bind(&o.event_id)
+                    .bind(o.attempts + 1)
+                    .bind(worker)
+                    .bind(o.started_at.unix_micros())
+                    .bind(o.finished_at.unix_micros())
+                    .bind(o.http_status.map(i64::from))
+                    .bind(o.error.as_deref());
+            }
+            insert.execute(self.conn()).await?;
+        }
+        Ok(outcomes.iter().map(|o| moved.contains(&o.event_id)).collect())
+    }
+}
+
+/// `$first, $first+1, …` for `n` values of an `IN (…)` list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
