@@ -2,8 +2,8 @@
 //! may take: at most one hash per two cores at a time, and a short queue past which callers
 //! get `RATE_LIMITED` at once, so a flood of password guesses cannot starve other requests.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use paykit_core::ErrorCode;
@@ -42,6 +42,25 @@ impl PasswordHashing {
             .await
     }
 
+    /// The same work as [`Self::verify`] against a hash nothing matches: a log-in for an
+    /// unknown phone or username then takes as long as one with a wrong password, so the
+    /// answer's timing does not tell which accounts exist. Always false.
+    pub async fn verify_unknown(&self, secret: &str) -> Result<bool, ApiError> {
+        static UNMATCHABLE: OnceLock<String> = OnceLock::new();
+        let secret = secret.to_owned();
+        self.run(move || {
+            let phc = UNMATCHABLE.get_or_init(|| {
+                let never = paykit_store::ids::random_base32(32);
+                PasswordHasher::<PasswordHash>::hash_password(&Argon2::default(), never.as_bytes())
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            });
+            let _ = PasswordVerifier::<str>::verify_password(&Argon2::default(), secret.as_bytes(), phc);
+            false
+        })
+        .await
+    }
+
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
         let queued = self.queued.fetch_add(1, Ordering::SeqCst);
         let _leave = scopeguard(|| {
@@ -71,4 +90,21 @@ impl<F: FnMut()> Drop for Guard<F> {
 
 fn scopeguard<F: FnMut()>(f: F) -> Guard<F> {
     Guard(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_account_costs_a_hash_and_matches_nothing() {
+        let hashing = PasswordHashing::new(1, 4);
+        assert!(!hashing.verify_unknown("").await.unwrap());
+        assert!(!hashing.verify_unknown("correct horse").await.unwrap());
+        // It queues for the same hashing slots as a real check: with no room, it is refused
+        // the same way, so a flood of unknown phones is throttled like wrong passwords.
+        let full = PasswordHashing::new(1, 0);
+        assert_eq!(full.verify_unknown("x").await.unwrap_err().code, ErrorCode::RateLimited);
+        assert_eq!(full.verify("x", "$argon2id$").await.unwrap_err().code, ErrorCode::RateLimited);
+    }
 }

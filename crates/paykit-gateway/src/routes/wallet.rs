@@ -55,7 +55,10 @@ pub async fn log_in(
     ApiJson(req): ApiJson<Credentials>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let failed = || ApiError::new(ErrorCode::LoginFailed, "wrong phone number or password");
-    let user = state.store().user_by_phone(&req.phone).await?.ok_or_else(failed)?;
+    let Some(user) = state.store().user_by_phone(&req.phone).await? else {
+        state.passwords().verify_unknown(&req.password).await?;
+        return Err(failed());
+    };
     if !state.passwords().verify(&req.password, &user.password_hash).await? {
         return Err(failed());
     }

@@ -90,7 +90,13 @@ async fn log_in(web: &WebState, f: &Fields) -> Response {
     let wrong = || login_page(&Notice::invalid("login", "password", "Wrong username or password", f)).into_response();
     let user = match web.app.store().console_user_by_username(username).await {
         Ok(Some(user)) => user,
-        Ok(None) => return wrong(),
+        Ok(None) => {
+            // As long as a wrong password takes: the timing must not reveal usernames.
+            return match web.app.passwords().verify_unknown(f.get("password")).await {
+                Ok(_) => wrong(),
+                Err(e) => problem_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+            };
+        }
         Err(_) => return problem_page(StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable; try again."),
     };
     match web.app.passwords().verify(f.get("password"), &user.password_hash).await {
