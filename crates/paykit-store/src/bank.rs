@@ -74,6 +74,25 @@ impl Tx {
     }
 }
 
+/// How a top-up's transaction ends when it does not commit a new one.
+enum TopUp {
+    /// The idempotency key already made this top-up: roll back, answer with that one.
+    Previous(String),
+    Refused(PayError),
+}
+
+impl From<StoreError> for TopUp {
+    fn from(e: StoreError) -> Self {
+        TopUp::Refused(PayError::Store(e))
+    }
+}
+
+impl From<PayError> for TopUp {
+    fn from(e: PayError) -> Self {
+        TopUp::Refused(e)
+    }
+}
+
 impl Store {
     /// Tops up a wallet from a card the bank has accepted (or will settle later). With an
     /// idempotency key, a replay returns the first top-up.
@@ -86,34 +105,50 @@ impl Store {
         idempotency: Option<IdempotencyKey>,
         now: Timestamp,
     ) -> Result<BankOperation, PayError> {
-        let mut tx = self.begin().await?;
-        let (status, settle_at) = match bank {
-            BankAnswer::Approved => ("SUCCESS", None),
-            BankAnswer::Processing { settle_at } => ("PROCESSING", Some(settle_at.unix_micros())),
+        let owner = user_id.to_owned();
+        let (user_id, card_id) = (user_id.to_owned(), card_id.to_owned());
+        // Through the group commit, like payments; the operation to read back is the new
+        // one, or the one an idempotency key already made.
+        let made = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (status, settle_at) = match bank {
+                        BankAnswer::Approved => ("SUCCESS", None),
+                        BankAnswer::Processing { settle_at } => ("PROCESSING", Some(settle_at.unix_micros())),
+                    };
+                    let id = tx
+                        .insert_bank_operation("top_up", &user_id, &card_id, amount, "", status, settle_at, now)
+                        .await?;
+                    if let Some(key) = &idempotency
+                        && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
+                    {
+                        // Undo this attempt's operation row: the first top-up answers.
+                        return Err(TopUp::Previous(previous));
+                    }
+                    if status == "SUCCESS" {
+                        let bank = tx.open_account(BANK_OWNER, AccountKind::External, amount.currency(), now).await?.id;
+                        let wallet = tx
+                            .open_account(
+                                Owner { owner_type: "user", owner_id: &user_id },
+                                AccountKind::WalletBalance,
+                                amount.currency(),
+                                now,
+                            )
+                            .await?
+                            .id;
+                        tx.post(EntryKind::TopUp, &id, &bank, &wallet, amount, now).await?;
+                    }
+                    tx.put_record(&user_id, "top_up", &id, "Top-up", amount.minor_units(), &card_id, status, now)
+                        .await?;
+                    Ok(id)
+                })
+            })
+            .await;
+        let id = match made {
+            Ok(id) | Err(TopUp::Previous(id)) => id,
+            Err(TopUp::Refused(e)) => return Err(e),
         };
-        let id = tx.insert_bank_operation("top_up", user_id, card_id, amount, "", status, settle_at, now).await?;
-        if let Some(key) = &idempotency {
-            if let Some(previous) = tx.claim_idempotency_key(key, &id, now).await? {
-                tx.rollback().await?;
-                return self.bank_operation(user_id, &previous).await?.ok_or(PayError::NotFound);
-            }
-        }
-        if status == "SUCCESS" {
-            let bank = tx.open_account(BANK_OWNER, AccountKind::External, amount.currency(), now).await?.id;
-            let wallet = tx
-                .open_account(
-                    Owner { owner_type: "user", owner_id: user_id },
-                    AccountKind::WalletBalance,
-                    amount.currency(),
-                    now,
-                )
-                .await?
-                .id;
-            tx.post(EntryKind::TopUp, &id, &bank, &wallet, amount, now).await?;
-        }
-        tx.put_record(user_id, "top_up", &id, "Top-up", amount.minor_units(), card_id, status, now).await?;
-        tx.commit().await?;
-        self.bank_operation(user_id, &id).await?.ok_or(PayError::NotFound)
+        self.bank_operation(&owner, &id).await?.ok_or(PayError::NotFound)
     }
 
     pub async fn bank_operation(&self, user_id: &str, id: &str) -> Result<Option<BankOperation>> {

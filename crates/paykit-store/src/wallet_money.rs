@@ -217,23 +217,64 @@ impl Store {
             Payee::Phone(p) => ("phone", None, None, Some(p)),
         };
         let status = if kind == "merchant" { "COMPLETED" } else { "PENDING" };
-        let mut tx = self.begin().await?;
-        if let Some(key) = idempotency {
-            if let Some(previous) = tx.claim_idempotency_key(key, &id, now).await? {
-                tx.rollback().await?;
-                return self.transfer(&previous).await?.ok_or(PayError::NotFound);
-            }
-        }
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        let (payee_user, payee_merchant, payee_phone) = (owned(payee_user), owned(payee_merchant), owned(payee_phone));
+        let (payer, memo, idempotency) = (payer.to_owned(), memo.to_owned(), idempotency.cloned());
+        // Through the group commit, like payments; the transfer to read back is the new
+        // one, or the one an idempotency key already made.
+        let made = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    if let Some(key) = &idempotency
+                        && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
+                    {
+                        return Ok::<_, PayError>(previous);
+                    }
+                    tx.insert_transfer(
+                        &id,
+                        &payer,
+                        kind,
+                        status,
+                        (payee_user, payee_merchant, payee_phone),
+                        amount,
+                        &memo,
+                        expires_at,
+                        now,
+                    )
+                    .await?;
+                    Ok(id)
+                })
+            })
+            .await?;
+        self.transfer(&made).await?.ok_or(PayError::NotFound)
+    }
+}
+
+impl Tx {
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_transfer(
+        &mut self,
+        id: &str,
+        payer: &str,
+        kind: &str,
+        status: &str,
+        (payee_user, payee_merchant, payee_phone): (Option<String>, Option<String>, Option<String>),
+        amount: Money,
+        memo: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), PayError> {
+        let tx = self;
         sqlx::query(
             "INSERT INTO transfers (id, payer_user_id, payee_kind, payee_user_id, payee_merchant_id, payee_phone, amount_minor, currency, \
                memo, status, expires_at_us, created_at_us, settled_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, 'CNY', $8, $9, $10, $11, $12)",
         )
-        .bind(&id)
+        .bind(id)
         .bind(payer)
         .bind(kind)
-        .bind(payee_user)
-        .bind(payee_merchant)
-        .bind(payee_phone)
+        .bind(payee_user.as_deref())
+        .bind(payee_merchant.as_deref())
+        .bind(payee_phone.as_deref())
         .bind(amount.minor_units())
         .bind(memo)
         .bind(status)
@@ -242,16 +283,16 @@ impl Store {
         .bind((status == "COMPLETED").then_some(now.unix_micros()))
         .execute(tx.conn())
         .await?;
-        let to = match payee_merchant {
+        let to = match payee_merchant.as_deref() {
             Some(m) => (Owner { owner_type: "merchant", owner_id: m }, AccountKind::MerchantSettlement),
             None => (TRANSFER_ESCROW, AccountKind::TransferEscrow),
         };
-        tx.transfer_between(EntryKind::Transfer, &id, (user(payer), AccountKind::WalletBalance), to, amount, now)
+        tx.transfer_between(EntryKind::Transfer, id, (user(payer), AccountKind::WalletBalance), to, amount, now)
             .await?;
         tx.put_record(
             payer,
             "transfer",
-            &id,
+            id,
             &format!("Transfer: {memo}"),
             -amount.minor_units(),
             "balance",
@@ -259,10 +300,11 @@ impl Store {
             now,
         )
         .await?;
-        tx.commit().await?;
-        self.transfer(&id).await?.ok_or(PayError::NotFound)
+        Ok(())
     }
+}
 
+impl Store {
     pub async fn transfer(&self, id: &str) -> Result<Option<Transfer>> {
         let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.reader()).await?;
@@ -294,49 +336,56 @@ impl Store {
         phone: &str,
         now: Timestamp,
     ) -> Result<Transfer, PayError> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query(
-            "UPDATE transfers SET status = 'ACCEPTED', settled_at_us = $1, payee_user_id = $2 WHERE id = $3 AND status = 'PENDING' \
-             AND expires_at_us > $1 AND (payee_user_id = $2 OR payee_phone = $4)",
-        )
-        .bind(now.unix_micros())
-        .bind(user_id)
-        .bind(id)
-        .bind(phone)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(PayError::ConfirmationNotPending);
-        }
-        let t = {
-            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");
-            transfer_from_row(&sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(tx.conn()).await?)?
-        };
-        tx.transfer_between(
-            EntryKind::Transfer,
-            id,
-            (TRANSFER_ESCROW, AccountKind::TransferEscrow),
-            (user(user_id), AccountKind::WalletBalance),
-            t.amount,
-            now,
-        )
+        let (id, user_id, phone) = (id.to_owned(), user_id.to_owned(), phone.to_owned());
+        let accepted = id.clone();
+        // Through the group commit, like payments.
+        self.write(move |tx| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "UPDATE transfers SET status = 'ACCEPTED', settled_at_us = $1, payee_user_id = $2 WHERE id = $3 AND status = 'PENDING' \
+                     AND expires_at_us > $1 AND (payee_user_id = $2 OR payee_phone = $4)",
+                )
+                .bind(now.unix_micros())
+                .bind(&user_id)
+                .bind(&id)
+                .bind(&phone)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(PayError::ConfirmationNotPending);
+                }
+                let t = {
+                    let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");
+                    transfer_from_row(&sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&id).fetch_one(tx.conn()).await?)?
+                };
+                tx.transfer_between(
+                    EntryKind::Transfer,
+                    &id,
+                    (TRANSFER_ESCROW, AccountKind::TransferEscrow),
+                    (user(&user_id), AccountKind::WalletBalance),
+                    t.amount,
+                    now,
+                )
+                .await?;
+                tx.put_record(&t.payer_user_id, "transfer", &id, "", -t.amount.minor_units(), "balance", "ACCEPTED", now)
+                    .await?;
+                tx.put_record(
+                    &user_id,
+                    "transfer_in",
+                    &id,
+                    &format!("Transfer: {}", t.memo),
+                    t.amount.minor_units(),
+                    "balance",
+                    "ACCEPTED",
+                    now,
+                )
+                .await?;
+                Ok(())
+            })
+        })
         .await?;
-        tx.put_record(&t.payer_user_id, "transfer", id, "", -t.amount.minor_units(), "balance", "ACCEPTED", now)
-            .await?;
-        tx.put_record(
-            user_id,
-            "transfer_in",
-            id,
-            &format!("Transfer: {}", t.memo),
-            t.amount.minor_units(),
-            "balance",
-            "ACCEPTED",
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.transfer(id).await?.ok_or(PayError::NotFound)
+        self.transfer(&accepted).await?.ok_or(PayError::NotFound)
     }
 
     /// Makes a red packet: the shares are fixed now and the total moves to escrow.
@@ -352,57 +401,56 @@ impl Store {
     ) -> Result<RedPacket, PayError> {
         let id = ids::new_id("rpk");
         let total = money(shares.iter().sum())?;
-        let mut tx = self.begin().await?;
-        if let Some(key) = idempotency {
-            if let Some(previous) = tx.claim_idempotency_key(key, &id, now).await? {
-                tx.rollback().await?;
-                return self.red_packet(&previous).await?.ok_or(PayError::NotFound);
-            }
-        }
-        sqlx::query(
-            "INSERT INTO red_packets (id, sender_user_id, kind, total_minor, currency, share_count, memo, status, expires_at_us, created_at_us) \
-             VALUES ($1, $2, $3, $4, 'CNY', $5, $6, 'OPEN', $7, $8)",
-        )
-        .bind(&id)
-        .bind(sender)
-        .bind(kind)
-        .bind(total.minor_units())
-        .bind(shares.len() as i64)
-        .bind(memo)
-        .bind(expires_at.unix_micros())
-        .bind(now.unix_micros())
-        .execute(tx.conn())
-        .await?;
-        for (idx, amount) in shares.iter().enumerate() {
-            sqlx::query("INSERT INTO red_packet_shares (packet_id, idx, amount_minor) VALUES ($1, $2, $3)")
-                .bind(&id)
-                .bind(idx as i64)
-                .bind(amount)
-                .execute(tx.conn())
-                .await?;
-        }
-        tx.transfer_between(
-            EntryKind::RedPacket,
-            &id,
-            (user(sender), AccountKind::WalletBalance),
-            (RED_PACKET_ESCROW, AccountKind::RedPacketEscrow),
-            total,
-            now,
-        )
-        .await?;
-        tx.put_record(
-            sender,
-            "red_packet",
-            &id,
-            &format!("Red packet: {memo}"),
-            -total.minor_units(),
-            "balance",
-            "OPEN",
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.red_packet(&id).await?.ok_or(PayError::NotFound)
+        let (sender, kind, shares, memo, idempotency) =
+            (sender.to_owned(), kind.to_owned(), shares.to_vec(), memo.to_owned(), idempotency.cloned());
+        // Through the group commit, like payments; the packet to read back is the new one,
+        // or the one an idempotency key already made.
+        let made = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    if let Some(key) = &idempotency
+                        && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
+                    {
+                        return Ok::<_, PayError>(previous);
+                    }
+                    sqlx::query(
+                        "INSERT INTO red_packets (id, sender_user_id, kind, total_minor, currency, share_count, memo, status, expires_at_us, created_at_us) \
+                         VALUES ($1, $2, $3, $4, 'CNY', $5, $6, 'OPEN', $7, $8)",
+                    )
+                    .bind(&id)
+                    .bind(&sender)
+                    .bind(&kind)
+                    .bind(total.minor_units())
+                    .bind(shares.len() as i64)
+                    .bind(&memo)
+                    .bind(expires_at.unix_micros())
+                    .bind(now.unix_micros())
+                    .execute(tx.conn())
+                    .await?;
+                    for (idx, amount) in shares.iter().enumerate() {
+                        sqlx::query("INSERT INTO red_packet_shares (packet_id, idx, amount_minor) VALUES ($1, $2, $3)")
+                            .bind(&id)
+                            .bind(idx as i64)
+                            .bind(amount)
+                            .execute(tx.conn())
+                            .await?;
+                    }
+                    tx.transfer_between(
+                        EntryKind::RedPacket,
+                        &id,
+                        (user(&sender), AccountKind::WalletBalance),
+                        (RED_PACKET_ESCROW, AccountKind::RedPacketEscrow),
+                        total,
+                        now,
+                    )
+                    .await?;
+                    let title = format!("Red packet: {memo}");
+                    tx.put_record(&sender, "red_packet", &id, &title, -total.minor_units(), "balance", "OPEN", now).await?;
+                    Ok(id)
+                })
+            })
+            .await?;
+        self.red_packet(&made).await?.ok_or(PayError::NotFound)
     }
 
     pub async fn red_packet(&self, id: &str) -> Result<Option<RedPacket>> {
@@ -451,80 +499,85 @@ impl Store {
     }
 
     async fn try_claim_red_packet(&self, id: &str, user_id: &str, now: Timestamp) -> Result<Claim, PayError> {
-        let mut tx = self.begin().await?;
-        // Lock the packet row first (as expiry does), so a claim and the expiry of the same
-        // packet serialise: a share is either claimed or returned, never both.
-        let open = sqlx::query(
-            "UPDATE red_packets SET status = status WHERE id = $1 AND status = 'OPEN' AND expires_at_us > $2",
-        )
-        .bind(id)
-        .bind(now.unix_micros())
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if open == 0 {
-            return Ok(Claim::Empty);
-        }
-        let already: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM red_packet_shares WHERE packet_id = $1 AND claimed_by = $2")
-                .bind(id)
-                .bind(user_id)
-                .fetch_one(tx.conn())
-                .await?;
-        if already > 0 {
-            return Err(PayError::AlreadyClaimed);
-        }
         let lock = if self.engine() == crate::Engine::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let pick = format!(
-            "SELECT idx, amount_minor FROM red_packet_shares WHERE packet_id = $1 AND claimed_by IS NULL ORDER BY idx LIMIT 1 {lock}"
-        );
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(pick)).bind(id).fetch_optional(tx.conn()).await? else {
-            let unclaimed: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM red_packet_shares WHERE packet_id = $1 AND claimed_by IS NULL",
-            )
-            .bind(id)
-            .fetch_one(tx.conn())
-            .await?;
-            return Ok(if unclaimed > 0 { Claim::Contended } else { Claim::Empty });
-        };
-        let (idx, minor): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        let took = sqlx::query(
-            "UPDATE red_packet_shares SET claimed_by = $1, claimed_at_us = $2 WHERE packet_id = $3 AND idx = $4 AND claimed_by IS NULL",
-        )
-        .bind(user_id)
-        .bind(now.unix_micros())
-        .bind(id)
-        .bind(idx)
-        .execute(tx.conn())
-        .await;
-        match took {
-            Ok(r) if r.rows_affected() == 1 => {}
-            // A unique violation means this user claimed in a concurrent transaction.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(PayError::AlreadyClaimed),
-            Ok(_) => return Ok(Claim::Contended),
-            Err(e) => return Err(e.into()),
-        }
-        let amount = money(minor)?;
-        tx.transfer_between(
-            EntryKind::RedPacket,
-            id,
-            (RED_PACKET_ESCROW, AccountKind::RedPacketEscrow),
-            (user(user_id), AccountKind::WalletBalance),
-            amount,
-            now,
-        )
-        .await?;
-        let left: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM red_packet_shares WHERE packet_id = $1 AND claimed_by IS NULL")
-                .bind(id)
-                .fetch_one(tx.conn())
+        let (id, user_id) = (id.to_owned(), user_id.to_owned());
+        // Through the group commit: a packet in a busy group is claimed by many at once.
+        self.write(move |tx| {
+            Box::pin(async move {
+                // Lock the packet row first (as expiry does), so a claim and the expiry of the same
+                // packet serialise: a share is either claimed or returned, never both.
+                let open = sqlx::query(
+                    "UPDATE red_packets SET status = status WHERE id = $1 AND status = 'OPEN' AND expires_at_us > $2",
+                )
+                .bind(&id)
+                .bind(now.unix_micros())
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+                if open == 0 {
+                    return Ok(Claim::Empty);
+                }
+                let already: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM red_packet_shares WHERE packet_id = $1 AND claimed_by = $2")
+                        .bind(&id)
+                        .bind(&user_id)
+                        .fetch_one(tx.conn())
+                        .await?;
+                if already > 0 {
+                    return Err(PayError::AlreadyClaimed);
+                }
+                let pick = format!(
+                    "SELECT idx, amount_minor FROM red_packet_shares WHERE packet_id = $1 AND claimed_by IS NULL ORDER BY idx LIMIT 1 {lock}"
+                );
+                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(pick)).bind(&id).fetch_optional(tx.conn()).await? else {
+                    let unclaimed: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM red_packet_shares WHERE packet_id = $1 AND claimed_by IS NULL",
+                    )
+                    .bind(&id)
+                    .fetch_one(tx.conn())
+                    .await?;
+                    return Ok(if unclaimed > 0 { Claim::Contended } else { Claim::Empty });
+                };
+                let (idx, minor): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                let took = sqlx::query(
+                    "UPDATE red_packet_shares SET claimed_by = $1, claimed_at_us = $2 WHERE packet_id = $3 AND idx = $4 AND claimed_by IS NULL",
+                )
+                .bind(&user_id)
+                .bind(now.unix_micros())
+                .bind(&id)
+                .bind(idx)
+                .execute(tx.conn())
+                .await;
+                match took {
+                    Ok(r) if r.rows_affected() == 1 => {}
+                    // A unique violation means this user claimed in a concurrent transaction.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(PayError::AlreadyClaimed),
+                    Ok(_) => return Ok(Claim::Contended),
+                    Err(e) => return Err(e.into()),
+                }
+                let amount = money(minor)?;
+                tx.transfer_between(
+                    EntryKind::RedPacket,
+                    &id,
+                    (RED_PACKET_ESCROW, AccountKind::RedPacketEscrow),
+                    (user(&user_id), AccountKind::WalletBalance),
+                    amount,
+                    now,
+                )
                 .await?;
-        if left == 0 {
-            sqlx::query("UPDATE red_packets SET status = 'FINISHED' WHERE id = $1").bind(id).execute(tx.conn()).await?;
-        }
-        tx.put_record(user_id, "red_packet_in", id, "Red packet", minor, "balance", "CLAIMED", now).await?;
-        tx.commit().await?;
-        Ok(Claim::Got(amount))
+                let left: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM red_packet_shares WHERE packet_id = $1 AND claimed_by IS NULL")
+                        .bind(&id)
+                        .fetch_one(tx.conn())
+                        .await?;
+                if left == 0 {
+                    sqlx::query("UPDATE red_packets SET status = 'FINISHED' WHERE id = $1").bind(&id).execute(tx.conn()).await?;
+                }
+                tx.put_record(&user_id, "red_packet_in", &id, "Red packet", minor, "balance", "CLAIMED", now).await?;
+                Ok(Claim::Got(amount))
+            })
+        })
+        .await
     }
 
     /// Returns expired pending transfers and unclaimed red-packet shares to their senders.
