@@ -229,6 +229,32 @@ fn status_error(order: &Order, now: Timestamp) -> PayError {
 }
 
 impl Store {
+    /// Makes the resource `id` with `work` through [`Store::write`], unless `idempotency`
+    /// already names an earlier one. Returns the id to answer with: `id`, or the earlier.
+    pub(crate) async fn write_new<F>(
+        &self,
+        id: String,
+        idempotency: Option<IdempotencyKey>,
+        now: Timestamp,
+        work: F,
+    ) -> Result<String, PayError>
+    where
+        F: for<'a> FnOnce(&'a mut Tx) -> crate::BoxFuture<'a, Result<(), PayError>> + Send + 'static,
+    {
+        self.write(move |tx| {
+            Box::pin(async move {
+                if let Some(key) = &idempotency
+                    && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
+                {
+                    return Ok(previous);
+                }
+                work(tx).await?;
+                Ok(id)
+            })
+        })
+        .await
+    }
+
     /// What an idempotency key already points at, if it was used with the same request.
     pub async fn idempotent_resource(&self, key: &IdempotencyKey) -> Result<Option<String>, PayError> {
         let row =

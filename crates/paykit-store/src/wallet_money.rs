@@ -220,16 +220,10 @@ impl Store {
         let owned = |v: Option<&str>| v.map(str::to_owned);
         let (payee_user, payee_merchant, payee_phone) = (owned(payee_user), owned(payee_merchant), owned(payee_phone));
         let (payer, memo, idempotency) = (payer.to_owned(), memo.to_owned(), idempotency.cloned());
-        // Through the group commit, like payments; the transfer to read back is the new
-        // one, or the one an idempotency key already made.
+        // Through the group commit, like payments.
         let made = self
-            .write(move |tx| {
+            .write_new(id.clone(), idempotency, now, move |tx| {
                 Box::pin(async move {
-                    if let Some(key) = &idempotency
-                        && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
-                    {
-                        return Ok::<_, PayError>(previous);
-                    }
                     tx.insert_transfer(
                         &id,
                         &payer,
@@ -242,7 +236,7 @@ impl Store {
                         now,
                     )
                     .await?;
-                    Ok(id)
+                    Ok(())
                 })
             })
             .await?;
@@ -403,50 +397,44 @@ impl Store {
         let total = money(shares.iter().sum())?;
         let (sender, kind, shares, memo, idempotency) =
             (sender.to_owned(), kind.to_owned(), shares.to_vec(), memo.to_owned(), idempotency.cloned());
-        // Through the group commit, like payments; the packet to read back is the new one,
-        // or the one an idempotency key already made.
+        // Through the group commit, like payments.
         let made = self
-            .write(move |tx| {
+            .write_new(id.clone(), idempotency, now, move |tx| {
                 Box::pin(async move {
-                    if let Some(key) = &idempotency
-                        && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
-                    {
-                        return Ok::<_, PayError>(previous);
-                    }
-                    sqlx::query(
-                        "INSERT INTO red_packets (id, sender_user_id, kind, total_minor, currency, share_count, memo, status, expires_at_us, created_at_us) \
-                         VALUES ($1, $2, $3, $4, 'CNY', $5, $6, 'OPEN', $7, $8)",
-                    )
-                    .bind(&id)
-                    .bind(&sender)
-                    .bind(&kind)
-                    .bind(total.minor_units())
-                    .bind(shares.len() as i64)
-                    .bind(&memo)
-                    .bind(expires_at.unix_micros())
-                    .bind(now.unix_micros())
-                    .execute(tx.conn())
-                    .await?;
-                    for (idx, amount) in shares.iter().enumerate() {
-                        sqlx::query("INSERT INTO red_packet_shares (packet_id, idx, amount_minor) VALUES ($1, $2, $3)")
-                            .bind(&id)
-                            .bind(idx as i64)
-                            .bind(amount)
-                            .execute(tx.conn())
-                            .await?;
-                    }
-                    tx.transfer_between(
-                        EntryKind::RedPacket,
-                        &id,
-                        (user(&sender), AccountKind::WalletBalance),
-                        (RED_PACKET_ESCROW, AccountKind::RedPacketEscrow),
-                        total,
-                        now,
-                    )
-                    .await?;
-                    let title = format!("Red packet: {memo}");
-                    tx.put_record(&sender, "red_packet", &id, &title, -total.minor_units(), "balance", "OPEN", now).await?;
-                    Ok(id)
+                sqlx::query(
+                    "INSERT INTO red_packets (id, sender_user_id, kind, total_minor, currency, share_count, memo, status, expires_at_us, created_at_us) \
+                     VALUES ($1, $2, $3, $4, 'CNY', $5, $6, 'OPEN', $7, $8)",
+                )
+                .bind(&id)
+                .bind(&sender)
+                .bind(&kind)
+                .bind(total.minor_units())
+                .bind(shares.len() as i64)
+                .bind(&memo)
+                .bind(expires_at.unix_micros())
+                .bind(now.unix_micros())
+                .execute(tx.conn())
+                .await?;
+                for (idx, amount) in shares.iter().enumerate() {
+                    sqlx::query("INSERT INTO red_packet_shares (packet_id, idx, amount_minor) VALUES ($1, $2, $3)")
+                        .bind(&id)
+                        .bind(idx as i64)
+                        .bind(amount)
+                        .execute(tx.conn())
+                        .await?;
+                }
+                tx.transfer_between(
+                    EntryKind::RedPacket,
+                    &id,
+                    (user(&sender), AccountKind::WalletBalance),
+                    (RED_PACKET_ESCROW, AccountKind::RedPacketEscrow),
+                    total,
+                    now,
+                )
+                .await?;
+                let title = format!("Red packet: {memo}");
+                tx.put_record(&sender, "red_packet", &id, &title, -total.minor_units(), "balance", "OPEN", now).await?;
+                    Ok(())
                 })
             })
             .await?;
