@@ -73,10 +73,12 @@ impl AccountKind {
     /// How many balance rows the account's balance is spread over. Floored accounts keep
     /// one row so that "never below zero" is a single conditional update; accounts that
     /// receive concurrent credits from many requests get several, so that concurrent
-    /// payments to one merchant do not queue on one row lock.
+    /// payments to one merchant do not queue on one row lock. 64, not 16: with 32 clients
+    /// paying one merchant, 16 randomly picked rows collided often enough to cost 10–15%
+    /// against payments spread over many merchants (BENCHMARKS.md).
     pub fn balance_shards(self) -> u16 {
         match self {
-            AccountKind::MerchantSettlement | AccountKind::BillerSettlement | AccountKind::External => 16,
+            AccountKind::MerchantSettlement | AccountKind::BillerSettlement | AccountKind::External => 64,
             _ => 1,
         }
     }

@@ -82,16 +82,13 @@ impl Tx {
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("account vanished after a conflicting insert".into()));
         }
-        for shard in 0..meta.shard_count {
-            sqlx::query(
-                "INSERT INTO account_balances (account_id, shard, balance_minor, floored) VALUES ($1, $2, 0, $3)",
-            )
-            .bind(&meta.id)
-            .bind(i64::from(shard))
-            .bind(i64::from(meta.floored))
-            .execute(self.conn())
-            .await?;
-        }
+        // Every balance row in one statement (shard numbers are ours, so they go in as text).
+        let rows: Vec<String> = (0..meta.shard_count).map(|shard| format!("($1, {shard}, 0, $2)")).collect();
+        let sql = format!(
+            "INSERT INTO account_balances (account_id, shard, balance_minor, floored) VALUES {}",
+            rows.join(", ")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&meta.id).bind(i64::from(meta.floored)).execute(self.conn()).await?;
         Ok(meta)
     }
 

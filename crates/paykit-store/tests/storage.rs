@@ -57,7 +57,7 @@ engine_tests!(opening_an_account_twice_returns_the_same_one, async move |store: 
     let b = open(&store, "user", "u1", AccountKind::WalletBalance).await;
     assert_eq!(a, b);
     let merchant = open(&store, "merchant", "m1", AccountKind::MerchantSettlement).await;
-    assert_eq!(merchant.shard_count, 16);
+    assert_eq!(merchant.shard_count, 64);
     assert!(!merchant.floored && a.floored);
 });
 
