@@ -131,12 +131,16 @@ async fn deliver(state: &AppState, http: &reqwest::Client, d: ClaimedDelivery) -
 }
 
 async fn send(http: &reqwest::Client, d: &ClaimedDelivery, timestamp: i64) -> Result<u16, String> {
+    // Nothing can be signed for a party that revoked every key: a failed attempt, retried
+    // on the schedule (the party may issue a new key) and in the end dead.
+    let (key_id, secret) =
+        d.key.as_ref().ok_or_else(|| format!("{} {} has no active key", d.party_kind, d.party_id))?;
     let nonce = paykit_store::ids::random_base32(24);
-    let signature = sign(d.secret.as_bytes(), &canonical_callback(timestamp, &nonce, d.payload.as_bytes()));
+    let signature = sign(secret.as_bytes(), &canonical_callback(timestamp, &nonce, d.payload.as_bytes()));
     let response = http
         .post(&d.notify_url)
         .header("content-type", "application/json")
-        .header("paykit-key-id", &d.key_id)
+        .header("paykit-key-id", key_id)
         .header("paykit-timestamp", timestamp.to_string())
         .header("paykit-nonce", nonce)
         .header("paykit-signature", signature)

@@ -28,9 +28,10 @@ pub struct ClaimedDelivery {
     pub party_id: String,
     /// Attempts made before this one.
     pub attempts: i64,
-    /// The party's newest active key at claim time, which signs the callback.
-    pub key_id: String,
-    pub secret: String,
+    /// The party's newest active key at claim time (key id, secret), which signs the
+    /// callback. None when the party has revoked every key: the attempt fails and follows
+    /// the retry schedule like any other failure.
+    pub key: Option<(String, String)>,
 }
 
 /// What one delivery attempt came to, for [`Store::finish_deliveries`].
@@ -191,10 +192,7 @@ impl Store {
             let (payload, party_kind, party_id) = events
                 .remove(&event_id)
                 .ok_or_else(|| StoreError::Corrupt(format!("delivery {event_id} has no event")))?;
-            let (key_id, secret) = newest
-                .get(&(party_kind.clone(), party_id.clone()))
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt(format!("{party_kind} {party_id} has no active key")))?;
+            let key = newest.get(&(party_kind.clone(), party_id.clone())).cloned();
             out.push(ClaimedDelivery {
                 notify_url: r.try_get(1)?,
                 attempts: r.try_get(2)?,
@@ -202,8 +200,7 @@ impl Store {
                 party_kind,
                 party_id,
                 event_id,
-                key_id,
-                secret,
+                key,
             });
         }
         Ok(out)

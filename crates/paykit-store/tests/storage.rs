@@ -326,3 +326,48 @@ engine_tests!(print_requests_are_claimed_once, async move |store: Store, _db: &T
     assert!(store.claim_print_requests(&merchant.id, 4, now()).await.unwrap().is_empty());
     assert_eq!(store.bridge_last_poll(&merchant.id).await.unwrap(), Some(now()));
 });
+
+engine_tests!(
+    a_party_without_an_active_key_does_not_block_the_others_deliveries,
+    async move |store: Store, _db: &TestDb| {
+        let url = "http://127.0.0.1:9/hook";
+        let (keyless, key) = store.create_merchant("Revoked Shop", Some(url), now()).await.unwrap();
+        assert!(store.revoke_key(&keyless.id, &key.key_id, now()).await.unwrap());
+        let (keyed, live) = store.create_merchant("Live Shop", Some(url), now()).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for m in [&keyless, &keyed] {
+            tx.enqueue_event("merchant", &m.id, "bench.ping", serde_json::json!({}), Some(url), now()).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let mut claimed = store.claim_deliveries("w1", now(), now(), 60, 10).await.unwrap();
+        claimed.sort_by_key(|d| d.party_id != keyless.id);
+        assert_eq!(claimed.len(), 2, "one keyless party must not fail the whole claim");
+        assert_eq!(claimed[0].key, None);
+        assert_eq!(claimed[1].key.as_ref().map(|(id, _)| id.as_str()), Some(live.key_id.as_str()));
+
+        // Its failed attempt is recorded like any other and it goes back on the schedule.
+        let outcome =
+            |d: &paykit_store::events::ClaimedDelivery, status: Option<u16>| paykit_store::events::DeliveryOutcome {
+                event_id: d.event_id.clone(),
+                attempts: d.attempts,
+                started_at: now(),
+                finished_at: now(),
+                http_status: status,
+                error: status.is_none().then(|| "no active key".to_owned()),
+            };
+        let kept = store
+            .finish_deliveries("w1", vec![outcome(&claimed[0], None), outcome(&claimed[1], Some(200))])
+            .await
+            .unwrap();
+        assert_eq!(kept, vec![true, true]);
+        assert!(store.claim_deliveries("w1", now(), now(), 60, 10).await.unwrap().is_empty(), "retry is 15 s later");
+        let later = store.claim_deliveries("w1", now().plus_secs(16), now().plus_secs(16), 60, 10).await.unwrap();
+        assert_eq!(
+            later.iter().map(|d| (d.party_id.as_str(), d.attempts)).collect::<Vec<_>>(),
+            vec![(keyless.id.as_str(), 1)]
+        );
+        // Another worker's outcome for a lease it does not hold changes nothing.
+        assert_eq!(store.finish_deliveries("w2", vec![outcome(&later[0], Some(200))]).await.unwrap(), vec![false]);
+    }
+);
