@@ -1,6 +1,7 @@
 //! Bearer sessions for the wallet API (`/wallet/v1/*`). Tokens are random; only their
 //! SHA-256 digest is stored, so a database leak does not leak sessions.
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// The logged-in wallet user, as read with the session when the request arrived.
+/// The logged-in wallet user, as read with the session once the request had arrived.
 /// Handlers take it with `Extension<WalletUser>`.
 #[derive(Debug, Clone)]
 pub struct WalletUser {
@@ -24,11 +25,7 @@ pub fn token_digest(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn require_session(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn require_session(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let invalid =
         || ApiError::new(ErrorCode::SessionInvalid, "send Authorization: Bearer TOKEN from POST /wallet/v1/sessions");
     let token = req
@@ -39,7 +36,18 @@ pub async fn require_session(
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 128)
         .ok_or_else(invalid)?;
-    let user = state.store().session_user(&token_digest(token), state.wall_now()).await?.ok_or_else(invalid)?;
-    req.extensions_mut().insert(WalletUser { user_id: user.id.clone(), user });
-    Ok(next.run(req).await)
+    let digest = token_digest(token);
+    // The body first, then the user: the handler decides on the user as it is once the
+    // whole request has arrived (the pay-password lock, a freeze), not as it was when the
+    // client started sending — a client holding bodies back must not get older answers.
+    let (mut parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, state.config().max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {} bytes", state.config().max_body_bytes),
+        )
+    })?;
+    let user = state.store().session_user(&digest, state.wall_now()).await?.ok_or_else(invalid)?;
+    parts.extensions.insert(WalletUser { user_id: user.id.clone(), user });
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }
