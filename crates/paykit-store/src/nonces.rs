@@ -67,6 +67,27 @@ impl NonceWriter {
     }
 }
 
+/// A nonce marked in flight by a read, until the writer takes it over.
+struct InFlight<'a> {
+    writer: &'a NonceWriter,
+    key: Option<(String, String)>,
+}
+
+impl InFlight<'_> {
+    /// The writer owns the mark now (it clears it after the commit).
+    fn handed_over(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key {
+            self.writer.release(key);
+        }
+    }
+}
+
 async fn write_nonces(
     store: Store,
     mut pending: mpsc::UnboundedReceiver<Spent>,
@@ -74,8 +95,11 @@ async fn write_nonces(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<(String, String, i64)> =
+        let mut rows: Vec<(String, String, i64)> =
             batch.iter().map(|s| (s.party_id.clone(), s.nonce.clone(), s.at.unix_micros())).collect();
+        // One order for every process's batches, so two gateways inserting the same nonces
+        // on PostgreSQL wait for each other instead of deadlocking.
+        rows.sort_unstable();
         let outcome = store.write(move |tx| Box::pin(async move { insert_new(tx, &rows).await })).await;
         metrics::histogram!("paykit_nonce_batch_size").record(batch.len() as f64);
         {
@@ -144,28 +168,23 @@ impl Store {
                 answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))
             }
             NonceUse::Read => {
+                // Released on every way out but the hand-over to the writer, including this
+                // future being dropped while it waits (the client went away).
+                let claim = InFlight { writer, key: Some(key) };
                 let stored: Option<i64> =
-                    match sqlx::query_scalar("SELECT 1 FROM request_nonces WHERE party_id = $1 AND nonce = $2")
+                    sqlx::query_scalar("SELECT 1 FROM request_nonces WHERE party_id = $1 AND nonce = $2")
                         .bind(&party_id)
                         .bind(&nonce)
                         .fetch_optional(self.reader())
-                        .await
-                    {
-                        Ok(stored) => stored,
-                        Err(e) => {
-                            writer.release(&key);
-                            return Err(e.into());
-                        }
-                    };
+                        .await?;
                 if stored.is_some() {
-                    writer.release(&key);
                     return Ok(false);
                 }
                 let spent = Spent { party_id, nonce, at: now, reply: None };
                 if writer.queue.send(spent).is_err() {
-                    writer.release(&key);
                     return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
                 }
+                claim.handed_over();
                 Ok(true)
             }
         }
