@@ -144,11 +144,15 @@ impl Store {
                 })
             })
             .await;
-        let id = match made {
-            Ok(id) | Err(TopUp::Previous(id)) => id,
-            Err(TopUp::Refused(e)) => return Err(e),
-        };
-        self.bank_operation(&owner, &id).await?.ok_or(PayError::NotFound)
+        match made {
+            Ok(id) => self.bank_operation(&owner, &id).await?.ok_or(PayError::NotFound),
+            // The earlier top-up may have been in the same shared transaction and failed
+            // with it: then there is nothing to answer with yet, and a retry will do.
+            Err(TopUp::Previous(id)) => self.bank_operation(&owner, &id).await?.ok_or_else(|| {
+                PayError::Store(StoreError::GroupCommit("the earlier top-up with this key did not commit".into()))
+            }),
+            Err(TopUp::Refused(e)) => Err(e),
+        }
     }
 
     pub async fn bank_operation(&self, user_id: &str, id: &str) -> Result<Option<BankOperation>> {
