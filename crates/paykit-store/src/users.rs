@@ -227,28 +227,68 @@ impl Store {
 
     /// Counts a wrong pay password; the fifth in a row locks paying. Returns the lock's end
     /// if this attempt caused (or met) one.
-    pub async fn record_pay_password_failure(&self, user_id: &str, now: Timestamp) -> Result<Option<Timestamp>> {
-        let lock_until = now.plus_secs(PAY_PASSWORD_LOCK_SECS);
+    /// Takes one pay-password guess before the hash is checked: counts it as a failure up
+    /// front, in one conditional update, so concurrent guesses cannot all see the lock
+    /// open. `Ok(Some(n))`: the guess is the n-th since the last success; `Ok(None)`:
+    /// paying is locked, or the guesses left are all in flight.
+    pub async fn take_pay_password_guess(&self, user_id: &str, now: Timestamp) -> Result<Option<i64>> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE users SET \
-               pay_locked_until_us = CASE WHEN pay_failures + 1 >= $1 THEN $2 ELSE pay_locked_until_us END, \
-               pay_failures = CASE WHEN pay_failures + 1 >= $1 THEN 0 ELSE pay_failures + 1 END \
-             WHERE id = $3",
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET pay_failures = pay_failures + 1 \
+             WHERE id = $1 AND pay_failures < $2 AND (pay_locked_until_us IS NULL OR pay_locked_until_us <= $3) \
+             RETURNING pay_failures",
         )
-        .bind(PAY_PASSWORD_MAX_FAILURES)
-        .bind(lock_until.unix_micros())
         .bind(user_id)
-        .execute(tx.conn())
+        .bind(PAY_PASSWORD_MAX_FAILURES)
+        .bind(now.unix_micros())
+        .fetch_optional(tx.conn())
         .await?;
-        let locked: Option<i64> = sqlx::query_scalar("SELECT pay_locked_until_us FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_one(tx.conn())
-            .await?;
         tx.commit().await?;
-        Ok(locked.map(Timestamp::from_unix_micros).filter(|&t| t > now))
+        Ok(taken)
     }
 
+    /// A taken guess was wrong. The `guess`-th wrong one in a row locks paying until
+    /// `now + PAY_PASSWORD_LOCK_SECS` (and starts the count again); returns the lock's end.
+    pub async fn pay_password_guess_failed(
+        &self,
+        user_id: &str,
+        guess: i64,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>> {
+        if guess < PAY_PASSWORD_MAX_FAILURES {
+            return Ok(None);
+        }
+        let lock_until = now.plus_secs(PAY_PASSWORD_LOCK_SECS);
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE users SET pay_locked_until_us = $1, pay_failures = 0 WHERE id = $2")
+            .bind(lock_until.unix_micros())
+            .bind(user_id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(Some(lock_until))
+    }
+
+    /// The pay-password lock in force now, if any (for answering a refused guess).
+    pub async fn pay_password_locked_until(&self, user_id: &str, now: Timestamp) -> Result<Option<Timestamp>> {
+        let locked: Option<Option<i64>> = sqlx::query_scalar("SELECT pay_locked_until_us FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(locked.flatten().map(Timestamp::from_unix_micros).filter(|&t| t > now))
+    }
+
+    /// A taken guess that was never checked (the hashing queue was full): not a failure.
+    pub async fn give_back_pay_password_guess(&self, user_id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE users SET pay_failures = pay_failures - 1 WHERE id = $1 AND pay_failures > 0")
+            .bind(user_id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    /// A taken guess was right: the count starts again.
     pub async fn reset_pay_password_failures(&self, user_id: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE users SET pay_failures = 0 WHERE id = $1 AND pay_failures <> 0")

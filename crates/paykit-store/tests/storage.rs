@@ -371,3 +371,33 @@ engine_tests!(
         assert_eq!(store.finish_deliveries("w2", vec![outcome(&later[0], Some(200))]).await.unwrap(), vec![false]);
     }
 );
+
+engine_tests!(pay_password_guesses_are_taken_before_they_are_checked, async move |store: Store, _db: &TestDb| {
+    use paykit_store::users::PAY_PASSWORD_MAX_FAILURES;
+    let user = store.create_user("13800138077", "hash", now()).await.unwrap().unwrap();
+    // Guesses taken at once (none checked yet) stop at the limit: none sees the lock open
+    // after the limit, whatever their hashes will say.
+    let racers: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, id) = (store.clone(), user.id.clone());
+            tokio::spawn(async move { store.take_pay_password_guess(&id, now()).await.unwrap() })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for racer in racers {
+        taken.extend(racer.await.unwrap());
+    }
+    taken.sort_unstable();
+    assert_eq!(taken, (1..=PAY_PASSWORD_MAX_FAILURES).collect::<Vec<_>>());
+    // One given back (never checked) frees one guess; the last wrong one locks.
+    store.give_back_pay_password_guess(&user.id).await.unwrap();
+    let last = store.take_pay_password_guess(&user.id, now()).await.unwrap().unwrap();
+    assert_eq!(last, PAY_PASSWORD_MAX_FAILURES);
+    let until = store.pay_password_guess_failed(&user.id, last, now()).await.unwrap().unwrap();
+    assert_eq!(store.pay_password_locked_until(&user.id, now()).await.unwrap(), Some(until));
+    assert_eq!(store.take_pay_password_guess(&user.id, now()).await.unwrap(), None, "locked");
+    assert!(store.take_pay_password_guess(&user.id, until.plus_secs(1)).await.unwrap().is_some(), "lock over");
+    // A right guess starts the count again.
+    store.reset_pay_password_failures(&user.id).await.unwrap();
+    assert_eq!(store.take_pay_password_guess(&user.id, until.plus_secs(1)).await.unwrap(), Some(1));
+});

@@ -172,16 +172,29 @@ pub(crate) async fn verify_pay_password(state: &AppState, user: &User, given: &s
         .pay_password_hash
         .as_deref()
         .ok_or_else(|| ApiError::new(ErrorCode::PayPasswordNotSet, "set a pay password first"))?;
-    if state.passwords().verify(given, hash).await? {
-        if user.pay_failures > 0 {
-            state.store().reset_pay_password_failures(&user.id).await?;
+    // The guess is counted before the hash is checked, so concurrent guesses cannot get
+    // past the five-tries lock by all reading it open at once.
+    let Some(guess) = state.store().take_pay_password_guess(&user.id, now).await? else {
+        return Err(match state.store().pay_password_locked_until(&user.id, now).await? {
+            Some(until) => locked(until),
+            None => ApiError::new(ErrorCode::RateLimited, "other pay-password tries are in progress; retry shortly"),
+        });
+    };
+    let right = match state.passwords().verify(given, hash).await {
+        Ok(right) => right,
+        Err(e) => {
+            state.store().give_back_pay_password_guess(&user.id).await?;
+            return Err(e);
         }
+    };
+    if right {
+        state.store().reset_pay_password_failures(&user.id).await?;
         return Ok(());
     }
-    match state.store().record_pay_password_failure(&user.id, now).await? {
+    match state.store().pay_password_guess_failed(&user.id, guess, now).await? {
         Some(until) => Err(locked(until)),
         None => {
-            let left = paykit_store::users::PAY_PASSWORD_MAX_FAILURES - (user.pay_failures + 1);
+            let left = paykit_store::users::PAY_PASSWORD_MAX_FAILURES - guess;
             Err(ApiError::new(
                 ErrorCode::PayPasswordWrong,
                 format!("wrong pay password; {left} tries left before paying locks"),
