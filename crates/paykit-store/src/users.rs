@@ -232,19 +232,23 @@ impl Store {
     /// open. `Ok(Some(n))`: the guess is the n-th since the last success; `Ok(None)`:
     /// paying is locked, or the guesses left are all in flight.
     pub async fn take_pay_password_guess(&self, user_id: &str, now: Timestamp) -> Result<Option<i64>> {
-        let mut tx = self.begin().await?;
-        let taken: Option<i64> = sqlx::query_scalar(
-            "UPDATE users SET pay_failures = pay_failures + 1 \
-             WHERE id = $1 AND pay_failures < $2 AND (pay_locked_until_us IS NULL OR pay_locked_until_us <= $3) \
-             RETURNING pay_failures",
-        )
-        .bind(user_id)
-        .bind(PAY_PASSWORD_MAX_FAILURES)
-        .bind(now.unix_micros())
-        .fetch_optional(tx.conn())
-        .await?;
-        tx.commit().await?;
-        Ok(taken)
+        let user_id = user_id.to_owned();
+        // Through the group commit: every pay-password check writes twice (take, settle).
+        self.write(move |tx| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar(
+                    "UPDATE users SET pay_failures = pay_failures + 1 \
+                     WHERE id = $1 AND pay_failures < $2 AND (pay_locked_until_us IS NULL OR pay_locked_until_us <= $3) \
+                     RETURNING pay_failures",
+                )
+                .bind(&user_id)
+                .bind(PAY_PASSWORD_MAX_FAILURES)
+                .bind(now.unix_micros())
+                .fetch_optional(tx.conn())
+                .await?)
+            })
+        })
+        .await
     }
 
     /// A taken guess was wrong. The `guess`-th wrong one in a row locks paying until
@@ -280,22 +284,25 @@ impl Store {
 
     /// A taken guess that was never checked (the hashing queue was full): not a failure.
     pub async fn give_back_pay_password_guess(&self, user_id: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE users SET pay_failures = pay_failures - 1 WHERE id = $1 AND pay_failures > 0")
-            .bind(user_id)
-            .execute(tx.conn())
-            .await?;
-        tx.commit().await
+        self.set_pay_failures(user_id, "pay_failures - 1 WHERE id = $1 AND pay_failures > 0").await
     }
 
     /// A taken guess was right: the count starts again.
     pub async fn reset_pay_password_failures(&self, user_id: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE users SET pay_failures = 0 WHERE id = $1 AND pay_failures <> 0")
-            .bind(user_id)
-            .execute(tx.conn())
-            .await?;
-        tx.commit().await
+        self.set_pay_failures(user_id, "0 WHERE id = $1 AND pay_failures <> 0").await
+    }
+
+    /// `UPDATE users SET pay_failures = <change>`, through the group commit.
+    async fn set_pay_failures(&self, user_id: &str, change: &'static str) -> Result<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let sql = format!("UPDATE users SET pay_failures = {change}");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&user_id).execute(tx.conn()).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Binds a card. `None` when the same card is already bound to this user.
