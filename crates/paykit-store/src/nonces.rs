@@ -100,7 +100,12 @@ async fn write_nonces(
         // One order for every process's batches, so two gateways inserting the same nonces
         // on PostgreSQL wait for each other instead of deadlocking.
         rows.sort_unstable();
-        let outcome = store.write(move |tx| Box::pin(async move { insert_new(tx, &rows).await })).await;
+        let outcome = if store.groups_commits() {
+            store.write(move |tx| Box::pin(async move { insert_new(tx.conn(), &rows).await })).await
+        } else {
+            // One statement commits by itself: no BEGIN and COMMIT round trips around it.
+            insert_new(&store.writer, &rows).await
+        };
         metrics::histogram!("paykit_nonce_batch_size").record(batch.len() as f64);
         {
             // Out of flight only now: from here on the database answers for them.
@@ -126,7 +131,10 @@ async fn write_nonces(
 }
 
 /// Inserts the nonces not stored yet; returns those it inserted.
-async fn insert_new(tx: &mut crate::Tx, rows: &[(String, String, i64)]) -> Result<HashSet<(String, String)>> {
+async fn insert_new<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    executor: E,
+    rows: &[(String, String, i64)],
+) -> Result<HashSet<(String, String)>> {
     let mut sql = String::from("INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES ");
     for i in 0..rows.len() {
         let p = 3 * i;
@@ -140,7 +148,7 @@ async fn insert_new(tx: &mut crate::Tx, rows: &[(String, String, i64)]) -> Resul
     for (party_id, nonce, at) in rows {
         query = query.bind(party_id).bind(nonce).bind(*at);
     }
-    Ok(query.fetch_all(tx.conn()).await?.into_iter().collect())
+    Ok(query.fetch_all(executor).await?.into_iter().collect())
 }
 
 impl Store {
