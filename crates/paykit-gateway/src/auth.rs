@@ -39,6 +39,17 @@ fn auth_error(e: AuthError) -> ApiError {
     ApiError::new(ErrorCode::from(&e), e.to_string())
 }
 
+/// Reads the whole body (a signature covers it; a wallet request is judged once it has
+/// arrived), refusing one larger than `max_body_bytes`.
+pub(crate) async fn whole_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, state.config().max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {} bytes", state.config().max_body_bytes),
+        )
+    })
+}
+
 /// Merchant routes: only a merchant's signature passes.
 pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     signed(state, req, next, PartyKind::Merchant).await
@@ -60,12 +71,7 @@ async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) 
         Some(v) => v.to_str().map_err(|_| auth_error(AuthError::Malformed("not ASCII")))?,
     };
     let auth = AuthHeader::parse(header).map_err(auth_error)?;
-    let body = axum::body::to_bytes(body, state.config().max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the body is larger than {} bytes", state.config().max_body_bytes),
-        )
-    })?;
+    let body = whole_body(&state, body).await?;
 
     if auth.party_kind != expected {
         return Err(auth_error(AuthError::UnknownKey));

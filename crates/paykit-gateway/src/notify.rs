@@ -43,9 +43,10 @@ pub async fn run_dispatcher(state: AppState, http: reqwest::Client) {
     tokio::spawn(record_outcomes(state.clone(), worker.clone(), finished));
     loop {
         // Wait for a free slot rather than poll: when all are busy, the next claim is due
-        // the moment a batch of outcomes is recorded.
-        let first = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let free = 1 + slots.available_permits() as i64;
+        // the moment a batch of outcomes is recorded. (Only deliveries take slots, so the
+        // ones free now stay free until the claimed deliveries below take them.)
+        drop(slots.acquire().await.expect("the semaphore is never closed"));
+        let free = slots.available_permits() as i64;
         let claimed = match state
             .store()
             .claim_deliveries(&worker, state.clock().now(), state.wall_now(), lease_secs, free)
@@ -58,16 +59,11 @@ pub async fn run_dispatcher(state: AppState, http: reqwest::Client) {
             }
         };
         if claimed.is_empty() {
-            drop(first);
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let mut first = Some(first);
         for delivery in claimed {
-            let permit = match first.take() {
-                Some(permit) => permit,
-                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
-            };
+            let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
             let (state, http, outcomes) = (state.clone(), http.clone(), outcomes.clone());
             tokio::spawn(async move {
                 let outcome = deliver(&state, &http, delivery).await;

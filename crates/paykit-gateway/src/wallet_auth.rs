@@ -17,7 +17,6 @@ use crate::error::ApiError;
 /// Handlers take it with `Extension<WalletUser>`.
 #[derive(Debug, Clone)]
 pub struct WalletUser {
-    pub user_id: String,
     pub user: User,
 }
 
@@ -41,13 +40,8 @@ pub async fn require_session(State(state): State<AppState>, req: Request, next: 
     // whole request has arrived (the pay-password lock, a freeze), not as it was when the
     // client started sending — a client holding bodies back must not get older answers.
     let (mut parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, state.config().max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the body is larger than {} bytes", state.config().max_body_bytes),
-        )
-    })?;
+    let body = crate::auth::whole_body(&state, body).await?;
     let user = state.store().session_user(&digest, state.wall_now()).await?.ok_or_else(invalid)?;
-    parts.extensions.insert(WalletUser { user_id: user.id.clone(), user });
+    parts.extensions.insert(WalletUser { user });
     Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }

@@ -29,6 +29,7 @@ impl Tx {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn insert_bank_operation(
         &mut self,
+        id: &str,
         kind: &str,
         user_id: &str,
         card_id: &str,
@@ -37,13 +38,12 @@ impl Tx {
         status: &str,
         settle_at_us: Option<i64>,
         now: Timestamp,
-    ) -> Result<String> {
-        let id = ids::new_id(if kind == "top_up" { "top" } else { "bop" });
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO bank_operations (id, kind, user_id, card_id, amount_minor, currency, reference, status, settle_at_us, \
                created_at_us, settled_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
-        .bind(&id)
+        .bind(id)
         .bind(kind)
         .bind(user_id)
         .bind(card_id)
@@ -56,7 +56,7 @@ impl Tx {
         .bind((status == "SUCCESS").then_some(now.unix_micros()))
         .execute(self.conn())
         .await?;
-        Ok(id)
+        Ok(())
     }
 
     async fn post(
@@ -74,25 +74,6 @@ impl Tx {
     }
 }
 
-/// How a top-up's transaction ends when it does not commit a new one.
-enum TopUp {
-    /// The idempotency key already made this top-up: roll back, answer with that one.
-    Previous(String),
-    Refused(PayError),
-}
-
-impl From<StoreError> for TopUp {
-    fn from(e: StoreError) -> Self {
-        TopUp::Refused(PayError::Store(e))
-    }
-}
-
-impl From<PayError> for TopUp {
-    fn from(e: PayError) -> Self {
-        TopUp::Refused(e)
-    }
-}
-
 impl Store {
     /// Tops up a wallet from a card the bank has accepted (or will settle later). With an
     /// idempotency key, a replay returns the first top-up.
@@ -106,25 +87,17 @@ impl Store {
         now: Timestamp,
     ) -> Result<BankOperation, PayError> {
         let owner = user_id.to_owned();
-        let (user_id, card_id) = (user_id.to_owned(), card_id.to_owned());
-        // Through the group commit, like payments; the operation to read back is the new
-        // one, or the one an idempotency key already made.
+        let (user_id, card_id, id) = (user_id.to_owned(), card_id.to_owned(), ids::new_id("top"));
+        // Through the group commit, like payments.
         let made = self
-            .write(move |tx| {
+            .write_new(id.clone(), idempotency, now, move |tx| {
                 Box::pin(async move {
                     let (status, settle_at) = match bank {
                         BankAnswer::Approved => ("SUCCESS", None),
                         BankAnswer::Processing { settle_at } => ("PROCESSING", Some(settle_at.unix_micros())),
                     };
-                    let id = tx
-                        .insert_bank_operation("top_up", &user_id, &card_id, amount, "", status, settle_at, now)
+                    tx.insert_bank_operation(&id, "top_up", &user_id, &card_id, amount, "", status, settle_at, now)
                         .await?;
-                    if let Some(key) = &idempotency
-                        && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
-                    {
-                        // Undo this attempt's operation row: the first top-up answers.
-                        return Err(TopUp::Previous(previous));
-                    }
                     if status == "SUCCESS" {
                         let bank = tx.open_account(BANK_OWNER, AccountKind::External, amount.currency(), now).await?.id;
                         let wallet = tx
@@ -140,19 +113,11 @@ impl Store {
                     }
                     tx.put_record(&user_id, "top_up", &id, "Top-up", amount.minor_units(), &card_id, status, now)
                         .await?;
-                    Ok(id)
+                    Ok(())
                 })
             })
-            .await;
-        match made {
-            Ok(id) => self.bank_operation(&owner, &id).await?.ok_or(PayError::NotFound),
-            // The earlier top-up may have been in the same shared transaction and failed
-            // with it: then there is nothing to answer with yet, and a retry will do.
-            Err(TopUp::Previous(id)) => self.bank_operation(&owner, &id).await?.ok_or_else(|| {
-                PayError::Store(StoreError::GroupCommit("the earlier top-up with this key did not commit".into()))
-            }),
-            Err(TopUp::Refused(e)) => Err(e),
-        }
+            .await?;
+        self.bank_operation(&owner, &made).await?.ok_or(PayError::NotFound)
     }
 
     pub async fn bank_operation(&self, user_id: &str, id: &str) -> Result<Option<BankOperation>> {

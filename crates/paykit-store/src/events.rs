@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use paykit_core::time::Timestamp;
 use sqlx::Row;
 
-use crate::{Engine, Result, Store, StoreError, Tx, ids};
+use crate::{Engine, Result, Store, StoreError, Tx, ids, placeholders, value_rows};
 
 /// Seconds to wait after failed attempt N (1-based) before attempt N+1; after the last,
 /// the delivery is dead (about 24 h in all).
@@ -306,16 +306,13 @@ impl Tx {
         // Only the worker still holding the lease, on the attempt it claimed, moves a
         // delivery; the rows that moved come back, and only they get an attempt recorded.
         // VALUES columns are column1… on both engines.
-        const PER_ROW: usize = 7;
-        let rows: Vec<String> =
-            (0..outcomes.len()).map(|i| format!("({})", placeholders(2 + i * PER_ROW, PER_ROW))).collect();
         let sql = format!(
             "UPDATE deliveries SET status = v.column2, attempts = v.column3, next_attempt_at_us = v.column4, \
                lease_until_us = NULL, leased_by = NULL, last_error = v.column5, delivered_at_us = v.column6 \
              FROM (VALUES {}) AS v \
              WHERE deliveries.event_id = v.column1 AND deliveries.leased_by = $1 AND deliveries.attempts = v.column7 \
              RETURNING deliveries.event_id",
-            rows.join(", ")
+            value_rows(2, 7, outcomes.len())
         );
         let mut update = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(worker);
         for o in outcomes {
@@ -342,13 +339,10 @@ impl Tx {
         let moved: std::collections::HashSet<String> = update.fetch_all(self.conn()).await?.into_iter().collect();
         let kept: Vec<&DeliveryOutcome> = outcomes.iter().filter(|o| moved.contains(&o.event_id)).collect();
         if !kept.is_empty() {
-            const ATTEMPT_ROW: usize = 8;
-            let rows: Vec<String> =
-                (0..kept.len()).map(|i| format!("({})", placeholders(1 + i * ATTEMPT_ROW, ATTEMPT_ROW))).collect();
             let sql = format!(
                 "INSERT INTO delivery_attempts (id, event_id, attempt_no, worker, started_at_us, finished_at_us, \
                    http_status, error) VALUES {} ON CONFLICT (event_id, attempt_no) DO NOTHING",
-                rows.join(", ")
+                value_rows(1, 8, kept.len())
             );
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
             for o in &kept {
@@ -366,9 +360,4 @@ impl Tx {
         }
         Ok(outcomes.iter().map(|o| moved.contains(&o.event_id)).collect())
     }
-}
-
-/// `$first, $first+1, …` for `n` values of an `IN (…)` list.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }

@@ -188,18 +188,18 @@ impl Tx {
             }
         }
         // All postings in one statement: one round trip however many legs the entry has.
-        let mut sql =
-            String::from("INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES ");
-        for i in 0..moves.len() {
-            let p = 3 * i;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("($1, ${}, ${}, ${}, $2)", p + 3, p + 4, p + 5));
-        }
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&entry_id).bind(now.unix_micros());
+        let sql = format!(
+            "INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES {}",
+            crate::value_rows(1, 5, moves.len())
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (meta, _, amount) in &moves {
-            insert = insert.bind(&meta.id).bind(amount.minor_units()).bind(amount.currency().code());
+            insert = insert
+                .bind(&entry_id)
+                .bind(&meta.id)
+                .bind(amount.minor_units())
+                .bind(amount.currency().code())
+                .bind(now.unix_micros());
         }
         insert.execute(self.conn()).await?;
         Ok(entry_id)

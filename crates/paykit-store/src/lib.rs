@@ -222,9 +222,20 @@ impl Store {
         }
     }
 
-    /// Whether [`Store::write`] shares transactions between concurrent callers.
-    pub(crate) fn groups_commits(&self) -> bool {
-        self.group_commit.is_some()
+    /// [`Store::write`] for work that is one statement: with group commit it joins the
+    /// shared transaction; without, it runs on its own, since one statement commits by
+    /// itself, saving the BEGIN and COMMIT round trips.
+    pub(crate) async fn write_statement<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'a> FnOnce(&'a mut sqlx::AnyConnection) -> BoxFuture<'a, Result<T, E>> + Send + 'static,
+    {
+        if self.group_commit.is_some() {
+            return self.write(move |tx| work(tx.conn())).await;
+        }
+        let mut conn = self.writer.acquire().await.map_err(StoreError::from)?;
+        work(&mut conn).await
     }
 
     pub fn engine(&self) -> Engine {
@@ -324,9 +335,19 @@ impl Tx {
     }
 }
 
+/// `($first, …), (…), …`: `rows` groups of `per_row` numbered placeholders, for a
+/// multi-row `VALUES` list.
+pub(crate) fn value_rows(first: usize, per_row: usize, rows: usize) -> String {
+    (0..rows).map(|r| format!("({})", placeholders(first + r * per_row, per_row))).collect::<Vec<_>>().join(", ")
+}
+
+/// `$first, $first+1, …` for `n` values (one row of a `VALUES` list, or an `IN (…)` list).
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 pub type BoxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>;
 
-/// Run on every new SQLite connection.
 /// A PostgreSQL connection idle at least this long is pinged before it is handed out.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(2);
 
@@ -349,6 +370,7 @@ fn pool_options(engine: Engine, config: &StoreConfig) -> AnyPoolOptions {
     }
 }
 
+/// Run on every new SQLite connection.
 fn sqlite_pragmas(
     conn: &mut sqlx::AnyConnection,
     _: sqlx::pool::PoolConnectionMetadata,

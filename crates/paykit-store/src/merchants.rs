@@ -35,12 +35,11 @@ impl crate::Tx {
         if let Some(fixed) = self.store.cached_merchant(merchant_id) {
             return Ok(fixed);
         }
-        let (name, notify_url) =
-            sqlx::query_as::<_, (String, Option<String>)>("SELECT name, notify_url FROM merchants WHERE id = $1")
-                .bind(merchant_id)
-                .fetch_one(self.conn())
-                .await?;
-        Ok(self.store.cache_merchant(merchant_id, FixedMerchant { name, notify_url }))
+        let store = self.store.clone();
+        store
+            .read_fixed_merchant(self.conn(), merchant_id)
+            .await?
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("no merchant {merchant_id}")))
     }
 }
 
@@ -186,20 +185,29 @@ impl Store {
         if let Some(fixed) = self.cached_merchant(merchant_id) {
             return Ok(Some(fixed.name));
         }
-        let row = sqlx::query_as::<_, (String, Option<String>)>("SELECT name, notify_url FROM merchants WHERE id = $1")
-            .bind(merchant_id)
-            .fetch_optional(self.reader())
-            .await?;
-        Ok(row.map(|(name, notify_url)| self.cache_merchant(merchant_id, FixedMerchant { name, notify_url }).name))
+        let mut conn = self.reader().acquire().await?;
+        Ok(self.read_fixed_merchant(&mut conn, merchant_id).await?.map(|fixed| fixed.name))
     }
 
     fn cached_merchant(&self, merchant_id: &str) -> Option<FixedMerchant> {
         self.fixed_merchants.read().expect("merchant cache lock").get(merchant_id).cloned()
     }
 
-    fn cache_merchant(&self, merchant_id: &str, fixed: FixedMerchant) -> FixedMerchant {
-        self.fixed_merchants.write().expect("merchant cache lock").insert(merchant_id.to_owned(), fixed.clone());
-        fixed
+    /// Reads a merchant's [`FixedMerchant`] facts on `conn` and caches them.
+    async fn read_fixed_merchant(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        merchant_id: &str,
+    ) -> Result<Option<FixedMerchant>> {
+        let row = sqlx::query_as::<_, (String, Option<String>)>("SELECT name, notify_url FROM merchants WHERE id = $1")
+            .bind(merchant_id)
+            .fetch_optional(conn)
+            .await?;
+        let fixed = row.map(|(name, notify_url)| FixedMerchant { name, notify_url });
+        if let Some(fixed) = &fixed {
+            self.fixed_merchants.write().expect("merchant cache lock").insert(merchant_id.to_owned(), fixed.clone());
+        }
+        Ok(fixed)
     }
 
     /// The active key `key_id` of the given party, for checking a signature.

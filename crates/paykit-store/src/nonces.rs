@@ -19,7 +19,7 @@ use paykit_core::signing::TIMESTAMP_TOLERANCE_SECS;
 use paykit_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store, StoreError, value_rows};
 
 /// What the signed request will do, which decides how durable its nonce must be first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +100,7 @@ async fn write_nonces(
         // One order for every process's batches, so two gateways inserting the same nonces
         // on PostgreSQL wait for each other instead of deadlocking.
         rows.sort_unstable();
-        let outcome = if store.groups_commits() {
-            store.write(move |tx| Box::pin(async move { insert_new(tx.conn(), &rows).await })).await
-        } else {
-            // One statement commits by itself: no BEGIN and COMMIT round trips around it.
-            insert_new(&store.writer, &rows).await
-        };
+        let outcome = store.write_statement(move |conn| Box::pin(async move { insert_new(conn, &rows).await })).await;
         metrics::histogram!("paykit_nonce_batch_size").record(batch.len() as f64);
         {
             // Out of flight only now: from here on the database answers for them.
@@ -131,24 +126,20 @@ async fn write_nonces(
 }
 
 /// Inserts the nonces not stored yet; returns those it inserted.
-async fn insert_new<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
-    executor: E,
+async fn insert_new(
+    conn: &mut sqlx::AnyConnection,
     rows: &[(String, String, i64)],
 ) -> Result<HashSet<(String, String)>> {
-    let mut sql = String::from("INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES ");
-    for i in 0..rows.len() {
-        let p = 3 * i;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(${}, ${}, ${})", p + 1, p + 2, p + 3));
-    }
-    sql.push_str(" ON CONFLICT (party_id, nonce) DO NOTHING RETURNING party_id, nonce");
+    let sql = format!(
+        "INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES {} \
+         ON CONFLICT (party_id, nonce) DO NOTHING RETURNING party_id, nonce",
+        value_rows(1, 3, rows.len())
+    );
     let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
     for (party_id, nonce, at) in rows {
         query = query.bind(party_id).bind(nonce).bind(*at);
     }
-    Ok(query.fetch_all(executor).await?.into_iter().collect())
+    Ok(query.fetch_all(conn).await?.into_iter().collect())
 }
 
 impl Store {

@@ -78,7 +78,7 @@ pub struct OrderFilter {
 
 /// The order's insert: one statement, atomic without a transaction of its own. True when
 /// inserted, false when the merchant already had the out_trade_no.
-async fn insert_order_row<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(executor: E, order: &Order) -> Result<bool> {
+async fn insert_order_row(conn: &mut sqlx::AnyConnection, order: &Order) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO orders (id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, status, \
            request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id) \
@@ -102,7 +102,7 @@ async fn insert_order_row<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(execu
     .bind(order.payer_user_id.as_deref())
     .bind(order.funding.as_deref())
     .bind(order.device_id.as_deref())
-    .execute(executor)
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(inserted == 1)
@@ -162,19 +162,16 @@ impl Tx {
 impl Store {
     /// Creates an order, or returns the merchant's existing one with the same out_trade_no.
     pub async fn create_order(&self, order: &Order) -> Result<Created> {
-        if !self.groups_commits() {
-            // One statement commits by itself: no BEGIN and COMMIT round trips around it.
-            if insert_order_row(&self.writer, order).await? {
-                return Ok(Created::New(order.clone()));
-            }
-            let existing = self
-                .order_by_out_trade_no(&order.merchant_id, &order.out_trade_no)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))?;
-            return Ok(Created::Existing(existing));
+        let row = order.clone();
+        if self.write_statement(move |conn| Box::pin(async move { insert_order_row(conn, &row).await })).await? {
+            return Ok(Created::New(order.clone()));
         }
-        let order = order.clone();
-        self.write(move |tx| Box::pin(async move { tx.insert_order(&order).await })).await
+        // The conflicting order is committed (the insert waited for it): a read finds it.
+        let existing = self
+            .order_by_out_trade_no(&order.merchant_id, &order.out_trade_no)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))?;
+        Ok(Created::Existing(existing))
     }
 
     /// An order as its merchant sees it (another merchant's id is simply not found).

@@ -628,6 +628,7 @@ impl Tx {
                     BankAnswer::Processing { settle_at } => ("PROCESSING", Some(settle_at.unix_micros())),
                 };
                 self.insert_bank_operation(
+                    &ids::new_id("bop"),
                     "payment",
                     &p.user_id,
                     card_id,

@@ -169,7 +169,6 @@ impl Store {
         tx.commit().await
     }
 
-    /// The user a live session belongs to.
     /// The user a live session belongs to, read with the session in one round trip.
     pub async fn session_user(&self, token_digest: &str, now: Timestamp) -> Result<Option<User>> {
         let sql = format!(
@@ -225,8 +224,6 @@ impl Store {
         tx.commit().await
     }
 
-    /// Counts a wrong pay password; the fifth in a row locks paying. Returns the lock's end
-    /// if this attempt caused (or met) one.
     /// Takes one pay-password guess before the hash is checked: counts it as a failure up
     /// front, in one conditional update, so concurrent guesses cannot all see the lock
     /// open. `Ok(Some(n))`: the guess is the n-th since the last success; `Ok(None)`:

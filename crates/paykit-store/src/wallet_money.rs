@@ -224,81 +224,48 @@ impl Store {
         let made = self
             .write_new(id.clone(), idempotency, now, move |tx| {
                 Box::pin(async move {
-                    tx.insert_transfer(
-                        &id,
-                        &payer,
-                        kind,
-                        status,
-                        (payee_user, payee_merchant, payee_phone),
-                        amount,
-                        &memo,
-                        expires_at,
-                        now,
-                    )
+                sqlx::query(
+                    "INSERT INTO transfers (id, payer_user_id, payee_kind, payee_user_id, payee_merchant_id, payee_phone, amount_minor, currency, \
+                       memo, status, expires_at_us, created_at_us, settled_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, 'CNY', $8, $9, $10, $11, $12)",
+                )
+                .bind(&id)
+                .bind(&payer)
+                .bind(kind)
+                .bind(payee_user.as_deref())
+                .bind(payee_merchant.as_deref())
+                .bind(payee_phone.as_deref())
+                .bind(amount.minor_units())
+                .bind(&memo)
+                .bind(status)
+                .bind(expires_at.unix_micros())
+                .bind(now.unix_micros())
+                .bind((status == "COMPLETED").then_some(now.unix_micros()))
+                .execute(tx.conn())
+                .await?;
+                let to = match payee_merchant.as_deref() {
+                    Some(m) => (Owner { owner_type: "merchant", owner_id: m }, AccountKind::MerchantSettlement),
+                    None => (TRANSFER_ESCROW, AccountKind::TransferEscrow),
+                };
+                tx.transfer_between(EntryKind::Transfer, &id, (user(&payer), AccountKind::WalletBalance), to, amount, now)
                     .await?;
+                tx.put_record(
+                    &payer,
+                    "transfer",
+                    &id,
+                    &format!("Transfer: {memo}"),
+                    -amount.minor_units(),
+                    "balance",
+                    status,
+                    now,
+                )
+                .await?;
                     Ok(())
                 })
             })
             .await?;
         self.transfer(&made).await?.ok_or(PayError::NotFound)
     }
-}
 
-impl Tx {
-    #[allow(clippy::too_many_arguments)]
-    async fn insert_transfer(
-        &mut self,
-        id: &str,
-        payer: &str,
-        kind: &str,
-        status: &str,
-        (payee_user, payee_merchant, payee_phone): (Option<String>, Option<String>, Option<String>),
-        amount: Money,
-        memo: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<(), PayError> {
-        let tx = self;
-        sqlx::query(
-            "INSERT INTO transfers (id, payer_user_id, payee_kind, payee_user_id, payee_merchant_id, payee_phone, amount_minor, currency, \
-               memo, status, expires_at_us, created_at_us, settled_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, 'CNY', $8, $9, $10, $11, $12)",
-        )
-        .bind(id)
-        .bind(payer)
-        .bind(kind)
-        .bind(payee_user.as_deref())
-        .bind(payee_merchant.as_deref())
-        .bind(payee_phone.as_deref())
-        .bind(amount.minor_units())
-        .bind(memo)
-        .bind(status)
-        .bind(expires_at.unix_micros())
-        .bind(now.unix_micros())
-        .bind((status == "COMPLETED").then_some(now.unix_micros()))
-        .execute(tx.conn())
-        .await?;
-        let to = match payee_merchant.as_deref() {
-            Some(m) => (Owner { owner_type: "merchant", owner_id: m }, AccountKind::MerchantSettlement),
-            None => (TRANSFER_ESCROW, AccountKind::TransferEscrow),
-        };
-        tx.transfer_between(EntryKind::Transfer, id, (user(payer), AccountKind::WalletBalance), to, amount, now)
-            .await?;
-        tx.put_record(
-            payer,
-            "transfer",
-            id,
-            &format!("Transfer: {memo}"),
-            -amount.minor_units(),
-            "balance",
-            status,
-            now,
-        )
-        .await?;
-        Ok(())
-    }
-}
-
-impl Store {
     pub async fn transfer(&self, id: &str) -> Result<Option<Transfer>> {
         let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.reader()).await?;

@@ -32,9 +32,9 @@ pub async fn freeze(
         .store()
         .set_frozen(
             "user",
-            &who.user_id,
+            &who.user.id,
             true,
-            &format!("consumer:{}", who.user_id),
+            &format!("consumer:{}", who.user.id),
             Some("reported lost"),
             state.clock().now(),
         )
@@ -326,7 +326,7 @@ pub async fn get_red_packet(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let p = state.store().red_packet(&id).await?.ok_or_else(|| ApiError::not_found("red packet"))?;
-    Ok(Json(packet_view(&p, &who.user_id)))
+    Ok(Json(packet_view(&p, &who.user.id)))
 }
 
 pub async fn claim_red_packet(
@@ -463,7 +463,7 @@ pub async fn get_payout(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let p =
-        state.store().payout(&who.user_id, &id).await?.ok_or_else(|| ApiError::not_found("withdrawal or repayment"))?;
+        state.store().payout(&who.user.id, &id).await?.ok_or_else(|| ApiError::not_found("withdrawal or repayment"))?;
     Ok(Json(payout_view(&p)))
 }
 

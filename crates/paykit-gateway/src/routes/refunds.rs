@@ -236,7 +236,7 @@ pub async fn wallet_create_request(
     let amount = req.amount.as_deref().map(|a| parse_amount(&state, "amount", a)).transpose()?;
     let r = state
         .store()
-        .create_refund_request(&who.user_id, &req.order_id, amount, &req.reason, state.clock().now())
+        .create_refund_request(&who.user.id, &req.order_id, amount, &req.reason, state.clock().now())
         .await?;
     Ok((StatusCode::CREATED, Json(request_view(&r))).into_response())
 }
@@ -246,7 +246,7 @@ pub async fn wallet_requests(
     Extension(who): Extension<WalletUser>,
     ApiQuery(q): ApiQuery<StatusQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let list = state.store().refund_requests(Some(("user_id", &who.user_id)), status_filter(&q)?).await?;
+    let list = state.store().refund_requests(Some(("user_id", &who.user.id)), status_filter(&q)?).await?;
     Ok(Json(json!({ "refund_requests": list.iter().map(request_view).collect::<Vec<_>>() })))
 }
 
@@ -257,8 +257,8 @@ pub async fn wallet_escalate(
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let note = optional_note(&body)?.reason;
-    owned_request(&state, &id, |r| r.user_id == who.user_id).await?;
-    act(&state, &id, RequestAction::ConsumerEscalate, format!("consumer:{}", who.user_id), note.as_deref()).await
+    owned_request(&state, &id, |r| r.user_id == who.user.id).await?;
+    act(&state, &id, RequestAction::ConsumerEscalate, format!("consumer:{}", who.user.id), note.as_deref()).await
 }
 
 pub async fn ops_requests(

@@ -113,7 +113,7 @@ pub async fn real_name(
     let id = resident_id::validate(req.id_number.trim(), today(now))
         .map_err(|e| ApiError::new(ErrorCode::IdNumberInvalid, e.to_string()).with("field", "id_number"))?;
     let masked = format!("{}{}{}", &id[..3], "*".repeat(11), &id[14..]);
-    if !state.store().set_real_name(&who.user_id, name, &masked, &state.fingerprint(&id), now).await? {
+    if !state.store().set_real_name(&who.user.id, name, &masked, &state.fingerprint(&id), now).await? {
         return Err(ApiError::new(
             ErrorCode::RealNameAlreadyVerified,
             "this wallet is already verified under other details",
@@ -282,7 +282,7 @@ pub async fn list_cards(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let cards = state.store().cards(&who.user_id).await?;
+    let cards = state.store().cards(&who.user.id).await?;
     Ok(Json(json!({ "cards": cards.iter().map(card_view).collect::<Vec<_>>() })))
 }
 
@@ -291,7 +291,7 @@ pub async fn unbind_card(
     Extension(who): Extension<WalletUser>,
     Path(card_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store().remove_card(&who.user_id, &card_id).await? {
+    if state.store().remove_card(&who.user.id, &card_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("card"))
@@ -357,7 +357,7 @@ pub async fn get_top_up(
     Extension(who): Extension<WalletUser>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let op = state.store().bank_operation(&who.user_id, &id).await?.filter(|o| o.kind == "top_up");
+    let op = state.store().bank_operation(&who.user.id, &id).await?.filter(|o| o.kind == "top_up");
     Ok(Json(top_up_view(&op.ok_or_else(|| ApiError::not_found("top-up"))?)))
 }
 
@@ -365,7 +365,7 @@ pub async fn balance(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account = state.store().wallet_account(&who.user_id).await?;
+    let account = state.store().wallet_account(&who.user.id).await?;
     let balance = state.store().balance(&account).await?;
     Ok(Json(json!({ "balance": balance.to_string(), "currency": balance.currency().code() })))
 }
@@ -408,7 +408,7 @@ pub async fn records(
         before: parse_cursor(q.cursor.as_deref())?,
         limit: parse_limit(q.limit)?,
     };
-    let records = state.store().records(&who.user_id, &filter).await?;
+    let records = state.store().records(&who.user.id, &filter).await?;
     let next_cursor = (records.len() as i64 == filter.limit)
         .then(|| records.last().map(|r| format!("{}:{}", r.created_at.unix_micros(), r.id)))
         .flatten();
@@ -715,7 +715,7 @@ pub async fn confirmations(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let pending = state.store().pending_confirmations(&who.user_id, state.clock().now()).await?;
+    let pending = state.store().pending_confirmations(&who.user.id, state.clock().now()).await?;
     let mut out = Vec::with_capacity(pending.len());
     for (id, order, expires_at) in pending {
         let merchant = state.store().merchant(&order.merchant_id).await?.map(|m| m.name).unwrap_or_default();
@@ -812,7 +812,7 @@ pub async fn alerts(
     State(state): State<AppState>,
     Extension(who): Extension<WalletUser>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let alerts = state.store().alerts(&who.user_id, 50).await?;
+    let alerts = state.store().alerts(&who.user.id, 50).await?;
     let alerts: Vec<_> = alerts
         .into_iter()
         .map(|(kind, message, at)| json!({ "kind": kind, "message": message, "created_at": at.to_rfc3339() }))
