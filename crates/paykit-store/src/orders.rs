@@ -108,6 +108,11 @@ async fn insert_order_row(conn: &mut sqlx::AnyConnection, order: &Order) -> Resu
     Ok(inserted == 1)
 }
 
+/// The order an insert conflicted with, which must be there.
+fn existing(found: Option<Order>) -> Result<Created> {
+    found.map(Created::Existing).ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))
+}
+
 impl Tx {
     /// Inserts `order` unless the merchant already has one with its out_trade_no.
     pub async fn insert_order(&mut self, order: &Order) -> Result<Created> {
@@ -115,11 +120,7 @@ impl Tx {
         if inserted {
             return Ok(Created::New(order.clone()));
         }
-        let existing = self
-            .order_by_out_trade_no(&order.merchant_id, &order.out_trade_no)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))?;
-        Ok(Created::Existing(existing))
+        existing(self.order_by_out_trade_no(&order.merchant_id, &order.out_trade_no).await?)
     }
 
     pub async fn order(&mut self, order_id: &str) -> Result<Option<Order>> {
@@ -167,11 +168,7 @@ impl Store {
             return Ok(Created::New(order.clone()));
         }
         // The conflicting order is committed (the insert waited for it): a read finds it.
-        let existing = self
-            .order_by_out_trade_no(&order.merchant_id, &order.out_trade_no)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))?;
-        Ok(Created::Existing(existing))
+        existing(self.order_by_out_trade_no(&order.merchant_id, &order.out_trade_no).await?)
     }
 
     /// An order as its merchant sees it (another merchant's id is simply not found).
