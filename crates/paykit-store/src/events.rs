@@ -66,6 +66,16 @@ pub struct Notification {
     pub attempts: Vec<Attempt>,
 }
 
+/// An event to queue: who it is for, what happened, and where to deliver it.
+pub(crate) struct EventToSend<'a> {
+    pub party_kind: &'a str,
+    pub party_id: &'a str,
+    pub event_type: &'a str,
+    pub data: serde_json::Value,
+    pub notify_url: Option<&'a str>,
+    pub now: Timestamp,
+}
+
 impl Tx {
     /// Records an event and, when there is somewhere to send it, its pending delivery.
     pub async fn enqueue_event(
@@ -77,33 +87,51 @@ impl Tx {
         notify_url: Option<&str>,
         now: Timestamp,
     ) -> Result<String> {
-        let id = ids::new_id("evt");
-        let payload = serde_json::json!({
-            "event_id": id, "event_type": event_type, "created_at": now.to_rfc3339(), "data": data,
-        })
-        .to_string();
-        sqlx::query(
-            "INSERT INTO events (id, party_kind, party_id, event_type, payload, created_at_us) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(party_kind)
-        .bind(party_id)
-        .bind(event_type)
-        .bind(&payload)
-        .bind(now.unix_micros())
-        .execute(self.conn())
-        .await?;
-        if let Some(url) = notify_url {
-            sqlx::query(
-                "INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us) VALUES ($1, $2, 'PENDING', 0, $3)",
-            )
-            .bind(&id)
-            .bind(url)
-            .bind(now.unix_micros())
-            .execute(self.conn())
-            .await?;
+        let event = EventToSend { party_kind, party_id, event_type, data, notify_url, now };
+        let mut ids = self.enqueue_events(&[event]).await?;
+        ids.pop().ok_or_else(|| StoreError::Corrupt("an enqueued event has no id".into()))
+    }
+
+    /// Queues events (and the deliveries of those with a notify_url) in two statements
+    /// however many there are; returns their ids in order.
+    pub(crate) async fn enqueue_events(&mut self, events: &[EventToSend<'_>]) -> Result<Vec<String>> {
+        let ids: Vec<String> = events.iter().map(|_| ids::new_id("evt")).collect();
+        let sql = format!(
+            "INSERT INTO events (id, party_kind, party_id, event_type, payload, created_at_us) VALUES {}",
+            value_rows(1, 6, events.len())
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, event) in ids.iter().zip(events) {
+            let payload = serde_json::json!({
+                "event_id": id, "event_type": event.event_type, "created_at": event.now.to_rfc3339(), "data": event.data,
+            })
+            .to_string();
+            insert = insert
+                .bind(id)
+                .bind(event.party_kind)
+                .bind(event.party_id)
+                .bind(event.event_type)
+                .bind(payload)
+                .bind(event.now.unix_micros());
         }
-        Ok(id)
+        insert.execute(self.conn()).await?;
+        let deliveries: Vec<(&String, &str, Timestamp)> =
+            ids.iter().zip(events).filter_map(|(id, e)| e.notify_url.map(|url| (id, url, e.now))).collect();
+        if !deliveries.is_empty() {
+            let sql = format!(
+                "INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us) VALUES {}",
+                (0..deliveries.len())
+                    .map(|i| format!("(${}, ${}, 'PENDING', 0, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, url, now) in deliveries {
+                insert = insert.bind(id).bind(url).bind(now.unix_micros());
+            }
+            insert.execute(self.conn()).await?;
+        }
+        Ok(ids)
     }
 
     /// The notify_url for an order's events: the order's own, else its merchant's.

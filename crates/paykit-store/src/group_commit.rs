@@ -5,21 +5,38 @@
 //! an acknowledged write is durable.
 //!
 //! The lane is one task with one connection at a time: it takes whatever is queued (up to
-//! a batch), runs each piece of work in a savepoint, commits, then answers everyone.
+//! a batch), settles the batch's new orders and balance payments with set-based statements
+//! (see [`crate::pay_together`]), runs every other piece of work in a savepoint, commits,
+//! then answers everyone.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::orders::{Created, Order};
+use crate::payments::{OwnedPay, PayError};
 use crate::{BoxFuture, Store, StoreError, Tx};
 
 /// One request's work inside a shared transaction.
 trait Job: Send {
-    /// Runs the work in its own savepoint. False when the transaction itself broke (the
-    /// savepoint could not be taken or undone): the batch cannot commit.
+    /// Runs the work in its own savepoint, unless the batch already settled it. False when
+    /// the transaction itself broke (the savepoint could not be taken or undone): the
+    /// batch cannot commit.
     fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, bool>;
     /// Answers the request once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+    /// Work the batch may settle together with others of its kind, and where its outcome
+    /// goes if it does.
+    fn together(&mut self) -> Together<'_> {
+        Together::No
+    }
+}
+
+/// What a batch can settle with set-based statements instead of job by job.
+enum Together<'a> {
+    No,
+    Payment(&'a OwnedPay, &'a mut Option<Result<Order, PayError>>),
+    NewOrder(&'a Order, &'a mut Option<Result<Created, StoreError>>),
 }
 
 type WorkFn<T, E> = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T, E>> + Send>;
@@ -34,32 +51,111 @@ impl<T: Send + 'static, E: From<StoreError> + Send + 'static> Job for TypedJob<T
     fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let Some(work) = self.work.take() else { return true };
-            if let Err(e) = tx.execute_raw("SAVEPOINT group_job").await {
+            if let Err(e) = enter_savepoint(tx).await {
                 self.result = Some(Err(E::from(e)));
                 return false;
             }
             let result = work(tx).await;
-            let undo = match &result {
-                Ok(_) => tx.execute_raw("RELEASE SAVEPOINT group_job").await,
-                Err(_) => match tx.execute_raw("ROLLBACK TO SAVEPOINT group_job").await {
-                    Ok(()) => tx.execute_raw("RELEASE SAVEPOINT group_job").await,
-                    Err(e) => Err(e),
-                },
-            };
+            let kept = leave_savepoint(tx, result.is_ok()).await;
             self.result = Some(result);
-            undo.is_ok()
+            kept
         })
     }
 
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
-        let answer = match (commit, self.result) {
-            // Its own refusal stands whatever happened to the others: nothing of it was kept.
-            (_, Some(Err(e))) => Err(e),
-            (Ok(()), Some(Ok(v))) => Ok(v),
-            (Err(e), _) => Err(E::from(StoreError::GroupCommit(e.to_string()))),
-            (Ok(()), None) => Err(E::from(StoreError::GroupCommit("the work never ran".into()))),
-        };
-        let _ = self.reply.send(answer);
+        let _ = self.reply.send(answer(commit, self.result));
+    }
+}
+
+/// Work with a set-based way in [`run_batch`] and a job-by-job one for what that leaves.
+trait Settle: Send + Sync + Sized + 'static {
+    type Out: Send + 'static;
+    type Err: From<StoreError> + Send + 'static;
+    fn alone<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Self::Out, Self::Err>>;
+    fn together<'a>(&'a self, outcome: &'a mut Option<Result<Self::Out, Self::Err>>) -> Together<'a>;
+}
+
+impl Settle for OwnedPay {
+    type Out = Order;
+    type Err = PayError;
+    fn alone<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Order, PayError>> {
+        Box::pin(tx.pay_order(self))
+    }
+    fn together<'a>(&'a self, outcome: &'a mut Option<Result<Order, PayError>>) -> Together<'a> {
+        Together::Payment(self, outcome)
+    }
+}
+
+impl Settle for Order {
+    type Out = Created;
+    type Err = StoreError;
+    fn alone<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Created, StoreError>> {
+        Box::pin(tx.insert_order(self))
+    }
+    fn together<'a>(&'a self, outcome: &'a mut Option<Result<Created, StoreError>>) -> Together<'a> {
+        Together::NewOrder(self, outcome)
+    }
+}
+
+struct SettleJob<W: Settle> {
+    work: W,
+    result: Option<Result<W::Out, W::Err>>,
+    reply: oneshot::Sender<Result<W::Out, W::Err>>,
+}
+
+impl<W: Settle> Job for SettleJob<W> {
+    fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if self.result.is_some() {
+                return true;
+            }
+            if let Err(e) = enter_savepoint(tx).await {
+                self.result = Some(Err(e.into()));
+                return false;
+            }
+            let result = self.work.alone(tx).await;
+            let kept = leave_savepoint(tx, result.is_ok()).await;
+            self.result = Some(result);
+            kept
+        })
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let _ = self.reply.send(answer(commit, self.result));
+    }
+
+    fn together(&mut self) -> Together<'_> {
+        self.work.together(&mut self.result)
+    }
+}
+
+/// Opens a job's savepoint.
+async fn enter_savepoint(tx: &mut Tx) -> Result<(), StoreError> {
+    tx.execute_raw("SAVEPOINT group_job").await
+}
+
+/// Keeps the job's savepoint if it succeeded (`keep`), else undoes it; false when the
+/// transaction broke.
+async fn leave_savepoint(tx: &mut Tx, keep: bool) -> bool {
+    let undo = if keep {
+        tx.execute_raw("RELEASE SAVEPOINT group_job").await
+    } else {
+        match tx.execute_raw("ROLLBACK TO SAVEPOINT group_job").await {
+            Ok(()) => tx.execute_raw("RELEASE SAVEPOINT group_job").await,
+            Err(e) => Err(e),
+        }
+    };
+    undo.is_ok()
+}
+
+/// A job's answer once the batch's fate is known.
+fn answer<T, E: From<StoreError>>(commit: Result<(), &StoreError>, result: Option<Result<T, E>>) -> Result<T, E> {
+    match (commit, result) {
+        // Its own refusal stands whatever happened to the others: nothing of it was kept.
+        (_, Some(Err(e))) => Err(e),
+        (Ok(()), Some(Ok(v))) => Ok(v),
+        (Err(e), _) => Err(E::from(StoreError::GroupCommit(e.to_string()))),
+        (Ok(()), None) => Err(E::from(StoreError::GroupCommit("the work never ran".into()))),
     }
 }
 
@@ -83,7 +179,27 @@ impl GroupCommit {
         E: From<StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(TypedJob { work: Some(work), result: None, reply });
+        self.queue(Box::new(TypedJob { work: Some(work), result: None, reply }), answer).await
+    }
+
+    pub(crate) async fn pay(&self, pay: OwnedPay) -> Result<Order, PayError> {
+        self.settle(pay).await
+    }
+
+    pub(crate) async fn create_order(&self, order: Order) -> Result<Created, StoreError> {
+        self.settle(order).await
+    }
+
+    async fn settle<W: Settle>(&self, work: W) -> Result<W::Out, W::Err> {
+        let (reply, answer) = oneshot::channel();
+        self.queue(Box::new(SettleJob { work, result: None, reply }), answer).await
+    }
+
+    async fn queue<T, E: From<StoreError>>(
+        &self,
+        job: Box<dyn Job>,
+        answer: oneshot::Receiver<Result<T, E>>,
+    ) -> Result<T, E> {
         let stopped = || E::from(StoreError::GroupCommit("the commit pipeline has stopped".into()));
         self.lane.send(job).map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| Err(stopped()))
@@ -103,6 +219,10 @@ async fn run_lane(store: Store, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>
 
 async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
+    if let Err(e) = settle_together(&mut tx, batch).await {
+        let _ = tx.rollback().await;
+        return Err(StoreError::GroupCommit(format!("the shared transaction broke: {e}")));
+    }
     for job in batch.iter_mut() {
         if !job.run(&mut tx).await {
             let _ = tx.rollback().await;
@@ -110,4 +230,35 @@ async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>]) -> Result<(), Stor
         }
     }
     tx.commit().await
+}
+
+/// Settles the batch's new orders, then its payments, with set-based statements; what
+/// they leave runs job by job afterwards.
+async fn settle_together(tx: &mut Tx, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    let mut orders = Vec::new();
+    let mut payments = Vec::new();
+    for job in batch.iter_mut() {
+        match job.together() {
+            Together::No => {}
+            Together::Payment(pay, outcome) => payments.push((pay, outcome)),
+            Together::NewOrder(order, outcome) => orders.push((order, outcome)),
+        }
+    }
+    if !orders.is_empty() {
+        let new: Vec<&Order> = orders.iter().map(|(order, _)| *order).collect();
+        let inserted = tx.insert_orders_together(&new).await?;
+        for ((order, outcome), inserted) in orders.into_iter().zip(inserted) {
+            if inserted {
+                *outcome = Some(Ok(Created::New(order.clone())));
+            }
+        }
+    }
+    // One payment alone gains nothing from the set-based path.
+    if payments.len() > 1 {
+        let pays: Vec<&OwnedPay> = payments.iter().map(|(pay, _)| *pay).collect();
+        for ((_, outcome), settled) in payments.into_iter().zip(tx.pay_orders_together(&pays).await?) {
+            *outcome = settled;
+        }
+    }
+    Ok(())
 }

@@ -12,6 +12,8 @@ use paykit_core::Currency;
 use paykit_core::ledger::{AccountKind, JournalEntry};
 use paykit_core::money::Money;
 use paykit_core::time::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use sqlx::Row;
 
 use crate::{Result, Store, StoreError, Tx, ids};
@@ -92,7 +94,7 @@ impl Tx {
         Ok(meta)
     }
 
-    async fn find_account(
+    pub(crate) async fn find_account(
         &mut self,
         owner: Owner<'_>,
         kind: AccountKind,
@@ -160,13 +162,7 @@ impl Tx {
         // never wait on each other in a cycle.
         moves.sort_by(|a, b| (&a.0.id, a.1).cmp(&(&b.0.id, b.1)));
 
-        sqlx::query("INSERT INTO journal_entries (id, kind, reference, created_at_us) VALUES ($1, $2, $3, $4)")
-            .bind(&entry_id)
-            .bind(entry.kind().as_str())
-            .bind(entry.reference())
-            .bind(now.unix_micros())
-            .execute(self.conn())
-            .await?;
+        self.insert_entries(&[(&entry_id, entry, now)]).await?;
         for (meta, shard, amount) in &moves {
             let minor = amount.minor_units();
             let updated = if meta.floored {
@@ -187,22 +183,96 @@ impl Tx {
                 return Err(StoreError::InsufficientFunds { account_id: meta.id.clone() });
             }
         }
-        // All postings in one statement: one round trip however many legs the entry has.
+        Ok(entry_id)
+    }
+
+    /// Writes entries' rows — the entries, then all their postings — in two statements
+    /// however many there are. Balances are the caller's: this moves none.
+    pub(crate) async fn insert_entries(&mut self, entries: &[(&str, &JournalEntry, Timestamp)]) -> Result<()> {
         let sql = format!(
-            "INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES {}",
-            crate::value_rows(1, 5, moves.len())
+            "INSERT INTO journal_entries (id, kind, reference, created_at_us) VALUES {}",
+            crate::value_rows(1, 4, entries.len())
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (meta, _, amount) in &moves {
-            insert = insert
-                .bind(&entry_id)
-                .bind(&meta.id)
-                .bind(amount.minor_units())
-                .bind(amount.currency().code())
-                .bind(now.unix_micros());
+        for (id, entry, now) in entries {
+            insert = insert.bind(*id).bind(entry.kind().as_str()).bind(entry.reference()).bind(now.unix_micros());
         }
         insert.execute(self.conn()).await?;
-        Ok(entry_id)
+        let postings = entries.iter().map(|(_, entry, _)| entry.postings().len()).sum();
+        let sql = format!(
+            "INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES {}",
+            crate::value_rows(1, 5, postings)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, entry, now) in entries {
+            for posting in entry.postings() {
+                insert = insert
+                    .bind(*id)
+                    .bind(&posting.account_id)
+                    .bind(posting.amount.minor_units())
+                    .bind(posting.amount.currency().code())
+                    .bind(now.unix_micros());
+            }
+        }
+        insert.execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Locks balance rows, in (account, shard) order — the order every writer takes them
+    /// in, so lockers never wait on each other in a cycle — and returns their balances.
+    /// SQLite has no row locks: its one writer holds the whole database already.
+    pub(crate) async fn lock_balance_rows(
+        &mut self,
+        rows: &BTreeSet<(String, u16)>,
+    ) -> Result<HashMap<(String, u16), i64>> {
+        if rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let lock = if self.engine() == crate::Engine::Postgres { " FOR UPDATE" } else { "" };
+        let sql = format!(
+            "SELECT account_id, shard, balance_minor FROM account_balances WHERE (account_id, shard) IN (VALUES {}) \
+             ORDER BY account_id, shard{lock}",
+            crate::value_rows(1, 2, rows.len())
+        );
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (account_id, shard) in rows {
+            select = select.bind(account_id).bind(i64::from(*shard));
+        }
+        let mut balances = HashMap::with_capacity(rows.len());
+        for row in select.fetch_all(self.conn()).await? {
+            let shard: i64 = row.try_get(1)?;
+            let shard = u16::try_from(shard).map_err(|_| StoreError::Corrupt(format!("shard {shard}")))?;
+            balances.insert((row.try_get(0)?, shard), row.try_get(2)?);
+        }
+        if balances.len() != rows.len() {
+            return Err(StoreError::Corrupt("a balance row is missing".into()));
+        }
+        Ok(balances)
+    }
+
+    /// Moves balance rows by the given deltas in one statement: the rows a batch locked
+    /// with [`Tx::lock_balance_rows`] and checked its debits against. A floored row still
+    /// refuses to go below zero; any row that did not move fails the whole call.
+    pub(crate) async fn move_balance_rows(&mut self, deltas: &BTreeMap<(String, u16), i64>) -> Result<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE account_balances SET balance_minor = account_balances.balance_minor + v.column3 \
+             FROM (VALUES {}) AS v \
+             WHERE account_balances.account_id = v.column1 AND account_balances.shard = v.column2 \
+               AND (account_balances.floored = 0 OR account_balances.balance_minor + v.column3 >= 0)",
+            crate::value_rows(1, 3, deltas.len())
+        );
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((account_id, shard), delta) in deltas {
+            update = update.bind(account_id).bind(i64::from(*shard)).bind(*delta);
+        }
+        let moved = update.execute(self.conn()).await?.rows_affected();
+        if moved != deltas.len() as u64 {
+            return Err(StoreError::Corrupt(format!("{moved} of {} balance rows moved", deltas.len())));
+        }
+        Ok(())
     }
 }
 
@@ -231,7 +301,7 @@ impl Store {
     }
 }
 
-fn pick_shard(shard_count: u16) -> u16 {
+pub(crate) fn pick_shard(shard_count: u16) -> u16 {
     let mut b = [0u8; 2];
     getrandom::fill(&mut b).expect("the operating system's random generator is available");
     u16::from_le_bytes(b) % shard_count

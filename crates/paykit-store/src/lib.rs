@@ -19,6 +19,7 @@ pub mod merchants;
 pub mod nonces;
 pub mod operators;
 pub mod orders;
+mod pay_together;
 pub mod payments;
 pub mod print;
 pub mod refunds;
@@ -222,20 +223,27 @@ impl Store {
         }
     }
 
-    /// [`Store::write`] for work that is one statement: with group commit it joins the
-    /// shared transaction; without, it runs on its own, since one statement commits by
-    /// itself, saving the BEGIN and COMMIT round trips.
+    /// [`Store::write`] for work that is one statement: it joins the [statement
+    /// lane](Store::statement_lane) if there is one, else runs on its own (one statement
+    /// commits by itself: no BEGIN and COMMIT round trips).
     pub(crate) async fn write_statement<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: for<'a> FnOnce(&'a mut sqlx::AnyConnection) -> BoxFuture<'a, Result<T, E>> + Send + 'static,
     {
-        if self.group_commit.is_some() {
-            return self.write(move |tx| work(tx.conn())).await;
+        if let Some(group) = self.statement_lane() {
+            return group.run(Box::new(move |tx: &mut Tx| work(tx.conn()))).await;
         }
         let mut conn = self.writer.acquire().await.map_err(StoreError::from)?;
         work(&mut conn).await
+    }
+
+    /// The group commit a single statement joins: SQLite's, whose lane holds the one
+    /// writer. On PostgreSQL a statement on its own connection commits by itself, in
+    /// parallel with the lane instead of waiting behind its serial work.
+    fn statement_lane(&self) -> Option<&group_commit::GroupCommit> {
+        self.group_commit.as_deref().filter(|_| self.engine == Engine::Sqlite)
     }
 
     pub fn engine(&self) -> Engine {
@@ -321,7 +329,7 @@ impl Tx {
         }
     }
 
-    async fn execute_raw(&mut self, sql: &str) -> Result<()> {
+    pub(crate) async fn execute_raw(&mut self, sql: &str) -> Result<()> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut *self.inner).await?;
         Ok(())
     }

@@ -1,12 +1,14 @@
 //! Orders: created by merchants (dynamic QR) or by a scanned payment code (micropay).
 
+use std::collections::HashSet;
+
 use paykit_core::order::OrderStatus;
 use paykit_core::time::Timestamp;
 use paykit_core::{Currency, Money};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError, Tx};
+use crate::{Result, Store, StoreError, Tx, value_rows};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
@@ -79,33 +81,40 @@ pub struct OrderFilter {
 /// The order's insert: one statement, atomic without a transaction of its own. True when
 /// inserted, false when the merchant already had the out_trade_no.
 async fn insert_order_row(conn: &mut sqlx::AnyConnection, order: &Order) -> Result<bool> {
-    let inserted = sqlx::query(
+    Ok(!insert_order_rows(conn, &[order]).await?.is_empty())
+}
+
+/// Inserts orders in one statement, skipping any whose out_trade_no its merchant already
+/// has; returns the ids inserted.
+async fn insert_order_rows(conn: &mut sqlx::AnyConnection, orders: &[&Order]) -> Result<HashSet<String>> {
+    let sql = format!(
         "INSERT INTO orders (id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, status, \
            request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (merchant_id, out_trade_no) DO NOTHING",
-    )
-    .bind(&order.id)
-    .bind(&order.merchant_id)
-    .bind(&order.out_trade_no)
-    .bind(&order.kind)
-    .bind(order.amount.minor_units())
-    .bind(order.amount.currency().code())
-    .bind(&order.description)
-    .bind(order.notify_url.as_deref())
-    .bind(order.status.as_str())
-    .bind(&order.request_digest)
-    .bind(order.expire_at.unix_micros())
-    .bind(order.created_at.unix_micros())
-    .bind(order.updated_at.unix_micros())
-    .bind(order.paid_at.map(Timestamp::unix_micros))
-    .bind(order.payer_user_id.as_deref())
-    .bind(order.funding.as_deref())
-    .bind(order.device_id.as_deref())
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+         VALUES {} ON CONFLICT (merchant_id, out_trade_no) DO NOTHING RETURNING id",
+        value_rows(1, ORDER_COLUMN_COUNT, orders.len())
+    );
+    let mut insert = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+    for order in orders {
+        insert = insert
+            .bind(&order.id)
+            .bind(&order.merchant_id)
+            .bind(&order.out_trade_no)
+            .bind(&order.kind)
+            .bind(order.amount.minor_units())
+            .bind(order.amount.currency().code())
+            .bind(&order.description)
+            .bind(order.notify_url.as_deref())
+            .bind(order.status.as_str())
+            .bind(&order.request_digest)
+            .bind(order.expire_at.unix_micros())
+            .bind(order.created_at.unix_micros())
+            .bind(order.updated_at.unix_micros())
+            .bind(order.paid_at.map(Timestamp::unix_micros))
+            .bind(order.payer_user_id.as_deref())
+            .bind(order.funding.as_deref())
+            .bind(order.device_id.as_deref());
+    }
+    Ok(insert.fetch_all(conn).await?.into_iter().collect())
 }
 
 /// The order an insert conflicted with, which must be there.
@@ -114,6 +123,25 @@ fn existing(found: Option<Order>) -> Result<Created> {
 }
 
 impl Tx {
+    /// A group-commit batch's new orders in one statement, inside a savepoint: whether
+    /// each was inserted. One that was not (its out_trade_no is taken, or the statement
+    /// failed — say on one order's bad text — and nothing of it was kept) is left to
+    /// [`Tx::insert_order`], which says why.
+    pub(crate) async fn insert_orders_together(&mut self, orders: &[&Order]) -> Result<Vec<bool>> {
+        self.execute_raw("SAVEPOINT orders_together").await?;
+        match insert_order_rows(self.conn(), orders).await {
+            Ok(inserted) => {
+                self.execute_raw("RELEASE SAVEPOINT orders_together").await?;
+                Ok(orders.iter().map(|o| inserted.contains(&o.id)).collect())
+            }
+            Err(_) => {
+                self.execute_raw("ROLLBACK TO SAVEPOINT orders_together").await?;
+                self.execute_raw("RELEASE SAVEPOINT orders_together").await?;
+                Ok(vec![false; orders.len()])
+            }
+        }
+    }
+
     /// Inserts `order` unless the merchant already has one with its out_trade_no.
     pub async fn insert_order(&mut self, order: &Order) -> Result<Created> {
         let inserted = insert_order_row(self.conn(), order).await?;
@@ -163,6 +191,9 @@ impl Tx {
 impl Store {
     /// Creates an order, or returns the merchant's existing one with the same out_trade_no.
     pub async fn create_order(&self, order: &Order) -> Result<Created> {
+        if let Some(group) = self.statement_lane() {
+            return group.create_order(order.clone()).await;
+        }
         let row = order.clone();
         if self.write_statement(move |conn| Box::pin(async move { insert_order_row(conn, &row).await })).await? {
             return Ok(Created::New(order.clone()));

@@ -113,6 +113,18 @@ pub enum MicropayOutcome {
     Existing(Order),
 }
 
+/// A consumer's record of a business object, as [`Tx::put_record`] writes it.
+pub(crate) struct RecordToPut<'a> {
+    pub user_id: &'a str,
+    pub kind: &'a str,
+    pub reference_id: &'a str,
+    pub title: &'a str,
+    pub signed_amount_minor: i64,
+    pub funding: &'a str,
+    pub status: &'a str,
+    pub now: Timestamp,
+}
+
 /// The sandbox bank's account in the ledger: money entering and leaving the system.
 pub const BANK_OWNER: Owner<'static> = Owner { owner_type: "bank", owner_id: "sandbox" };
 
@@ -151,22 +163,43 @@ impl Tx {
         status: &str,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        let record = RecordToPut { user_id, kind, reference_id, title, signed_amount_minor, funding, status, now };
+        self.put_records(&[record]).await
+    }
+
+    /// [`Tx::put_record`] for many records in one statement (each (user, kind, reference)
+    /// at most once).
+    pub(crate) async fn put_records(&mut self, records: &[RecordToPut<'_>]) -> Result<()> {
+        let sql = format!(
             "INSERT INTO records (id, user_id, kind, reference_id, title, amount_minor, currency, funding, status, created_at_us, updated_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'CNY', $7, $8, $9, $9) \
+             VALUES {} \
              ON CONFLICT (user_id, kind, reference_id) DO UPDATE SET status = excluded.status, updated_at_us = excluded.updated_at_us",
-        )
-        .bind(ids::new_id("rec"))
-        .bind(user_id)
-        .bind(kind)
-        .bind(reference_id)
-        .bind(title)
-        .bind(signed_amount_minor)
-        .bind(funding)
-        .bind(status)
-        .bind(now.unix_micros())
-        .execute(self.conn())
-        .await?;
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, _)| format!(
+                    "({}, 'CNY', {}, ${})",
+                    crate::placeholders(1 + 9 * i, 6),
+                    crate::placeholders(7 + 9 * i, 3),
+                    9 + 9 * i
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in records {
+            insert = insert
+                .bind(ids::new_id("rec"))
+                .bind(r.user_id)
+                .bind(r.kind)
+                .bind(r.reference_id)
+                .bind(r.title)
+                .bind(r.signed_amount_minor)
+                .bind(r.funding)
+                .bind(r.status)
+                .bind(r.now.unix_micros());
+        }
+        insert.execute(self.conn()).await?;
         Ok(())
     }
 
@@ -282,6 +315,9 @@ impl Store {
             idempotency: p.idempotency,
             now: p.now,
         };
+        if let Some(group) = &self.group_commit {
+            return group.pay(p).await;
+        }
         self.write(move |tx| Box::pin(async move { tx.pay_order(&p).await })).await
     }
 
@@ -554,18 +590,18 @@ impl Tx {
 }
 
 /// [`PayOrder`] owned, to travel into a (possibly shared) write transaction.
-struct OwnedPay {
-    order_id: String,
-    user_id: String,
-    funding: Funding,
-    confirmed_by_device: Option<String>,
-    idempotency: Option<IdempotencyKey>,
-    now: Timestamp,
+pub(crate) struct OwnedPay {
+    pub(crate) order_id: String,
+    pub(crate) user_id: String,
+    pub(crate) funding: Funding,
+    pub(crate) confirmed_by_device: Option<String>,
+    pub(crate) idempotency: Option<IdempotencyKey>,
+    pub(crate) now: Timestamp,
 }
 
 impl Tx {
     /// [`Store::pay_order`] inside a transaction (the caller commits).
-    async fn pay_order(&mut self, p: &OwnedPay) -> Result<Order, PayError> {
+    pub(crate) async fn pay_order(&mut self, p: &OwnedPay) -> Result<Order, PayError> {
         if let Some(key) = &p.idempotency
             && let Some(previous) = self.claim_idempotency_key(key, &p.order_id, p.now).await?
         {

@@ -401,3 +401,204 @@ engine_tests!(pay_password_guesses_are_taken_before_they_are_checked, async move
     store.reset_pay_password_failures(&user.id).await.unwrap();
     assert_eq!(store.take_pay_password_guess(&user.id, until.plus_secs(1)).await.unwrap(), Some(1));
 });
+
+/// A payable order of `amount` from `merchant_id`, expiring an hour from `now()`.
+fn dynamic_order(merchant_id: &str, out_trade_no: &str, amount: &str) -> paykit_store::orders::Order {
+    paykit_store::orders::Order {
+        id: paykit_store::ids::new_id("ord"),
+        merchant_id: merchant_id.to_owned(),
+        out_trade_no: out_trade_no.to_owned(),
+        kind: "native".into(),
+        amount: cny(amount),
+        description: "a test order".into(),
+        notify_url: None,
+        status: paykit_core::order::OrderStatus::NotPay,
+        request_digest: String::new(),
+        expire_at: now().plus_secs(3600),
+        created_at: now(),
+        updated_at: now(),
+        paid_at: None,
+        payer_user_id: None,
+        funding: None,
+        device_id: None,
+    }
+}
+
+engine_tests!(
+    payments_settled_together_have_the_outcomes_of_one_after_another,
+    async move |store: Store, db: &TestDb| {
+        use paykit_core::order::OrderStatus;
+        use paykit_store::payments::{Funding, IdempotencyKey, PayError, PayOrder};
+        let url = Some("http://127.0.0.1:9/hook");
+        let (shop, _) = store.create_merchant("Shop", url, now()).await.unwrap();
+        let (together, _) = store.create_merchant("Together Shop", url, now()).await.unwrap();
+        let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
+        let mut users = Vec::new();
+        for (phone, funds) in [("13800000001", Some("10.00")), ("13800000002", Some("100.00")), ("13800000003", None)] {
+            let user = store.create_user(phone, "hash", now()).await.unwrap().unwrap();
+            if let Some(funds) = funds {
+                let wallet = open(&store, "user", &user.id, AccountKind::WalletBalance).await;
+                post(&store, EntryKind::TopUp, &bank.id, &wallet.id, funds).await.unwrap();
+            }
+            users.push(user.id);
+        }
+        let (a, b, c) = (users[0].clone(), users[1].clone(), users[2].clone());
+        for m in [&shop.id, &together.id] {
+            open(&store, "merchant", m, AccountKind::MerchantSettlement).await;
+        }
+        let mut orders = Vec::new();
+        for (i, (merchant, amount)) in [
+            (&together.id, "4.00"), // 0: a
+            (&together.id, "5.00"), // 1: a
+            (&together.id, "3.00"), // 2: a — one of a's three cannot be paid: 10.00 covers two
+            (&together.id, "1.00"), // 3: b, confirmed by device d1
+            (&shop.id, "2.00"),     // 4: paid by b before; b again, and a, in the batch
+            (&shop.id, "2.00"),     // 5: expired
+            (&shop.id, "6.00"),     // 6: b twice in the batch
+            (&shop.id, "1.00"),     // 7: c, whose wallet was never opened
+            (&shop.id, "1.00"),     // 8: b, with device d9 already spent on it
+            (&shop.id, "7.00"),     // 9: b, with an idempotency key
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut order = dynamic_order(merchant, &format!("T{i}"), amount);
+            if i == 5 {
+                order.expire_at = now().plus_secs(-1);
+            }
+            store.create_order(&order).await.unwrap();
+            orders.push(order.id);
+        }
+        fn pay<'a>(orders: &'a [String], order: usize, user: &'a str) -> PayOrder<'a> {
+            PayOrder {
+                order_id: &orders[order],
+                user_id: user,
+                funding: Funding::Balance,
+                confirmed_by_device: None,
+                idempotency: None,
+                now: now(),
+            }
+        }
+        store.pay_order(pay(&orders, 4, &b)).await.unwrap();
+        sqlx::query("INSERT INTO device_proofs_used (order_id, device_id, used_at_us) VALUES ($1, 'd9', 0)")
+            .bind(&orders[8])
+            .execute(&raw_pool(db).await)
+            .await
+            .unwrap();
+
+        // Hold the lane with one job until every payment is queued behind it, so that they
+        // all share the next batch.
+        let grouped = store.clone().with_group_commit(64);
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let blocker = {
+            let grouped = grouped.clone();
+            tokio::spawn(async move {
+                grouped
+                    .write(move |_tx| {
+                        Box::pin(async move { held.await.map_err(|_| StoreError::Corrupt("dropped".into())) })
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut payments = vec![pay(&orders, 0, &a), pay(&orders, 1, &a), pay(&orders, 2, &a)];
+        payments.push(PayOrder { confirmed_by_device: Some("d1"), ..pay(&orders, 3, &b) });
+        for (order, user) in [(4, &b), (4, &a), (5, &b), (6, &b), (6, &b), (7, &c)] {
+            payments.push(pay(&orders, order, user));
+        }
+        payments.push(PayOrder { confirmed_by_device: Some("d9"), ..pay(&orders, 8, &b) });
+        let key = IdempotencyKey { scope: format!("payment:{b}"), key: "k1".into(), request_digest: "d".into() };
+        payments.push(PayOrder { idempotency: Some(key), ..pay(&orders, 9, &b) });
+        let tasks: Vec<_> = payments
+            .into_iter()
+            .map(|p| {
+                let grouped = grouped.clone();
+                let p = (
+                    p.order_id.to_owned(),
+                    p.user_id.to_owned(),
+                    p.confirmed_by_device.map(str::to_owned),
+                    p.idempotency,
+                );
+                tokio::spawn(async move {
+                    grouped
+                        .pay_order(PayOrder {
+                            order_id: &p.0,
+                            user_id: &p.1,
+                            funding: Funding::Balance,
+                            confirmed_by_device: p.2.as_deref(),
+                            idempotency: p.3,
+                            now: now(),
+                        })
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+
+        let paid = |r: &Result<paykit_store::orders::Order, PayError>, order: usize, user: &str| {
+            matches!(r, Ok(o) if o.id == orders[order] && o.status == OrderStatus::Success
+                && o.payer_user_id.as_deref() == Some(user))
+        };
+        let a_paid = (0..3).filter(|&i| paid(&outcomes[i], i, &a)).count();
+        let a_short = outcomes[..3].iter().filter(|r| matches!(r, Err(PayError::InsufficientBalance))).count();
+        assert_eq!((a_paid, a_short), (2, 1), "{:?}", &outcomes[..3]);
+        assert!(paid(&outcomes[3], 3, &b), "{:?}", outcomes[3]);
+        assert!(paid(&outcomes[4], 4, &b), "b's own earlier payment comes back: {:?}", outcomes[4]);
+        assert!(matches!(outcomes[5], Err(PayError::AlreadyPaid)), "{:?}", outcomes[5]);
+        assert!(matches!(outcomes[6], Err(PayError::Expired)), "{:?}", outcomes[6]);
+        assert!(paid(&outcomes[7], 6, &b) && paid(&outcomes[8], 6, &b), "{:?}", &outcomes[7..9]);
+        assert!(matches!(outcomes[9], Err(PayError::InsufficientBalance)), "{:?}", outcomes[9]);
+        assert!(matches!(outcomes[10], Err(PayError::DeviceProofReused)), "{:?}", outcomes[10]);
+        assert!(paid(&outcomes[11], 9, &b), "{:?}", outcomes[11]);
+
+        // The money moved exactly once per payment, and nothing else.
+        let a_spent: i64 = (0..3).filter(|&i| paid(&outcomes[i], i, &a)).map(|i| [400, 500, 300][i]).sum();
+        let balance = |kind: AccountKind, owner_type: &'static str, owner_id: String| {
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                let meta = tx
+                    .open_account(Owner { owner_type, owner_id: &owner_id }, kind, Currency::Cny, now())
+                    .await
+                    .unwrap();
+                tx.rollback().await.unwrap();
+                store.balance(&meta.id).await.unwrap().minor_units()
+            }
+        };
+        assert_eq!(balance(AccountKind::WalletBalance, "user", a.clone()).await, 1000 - a_spent);
+        assert_eq!(balance(AccountKind::WalletBalance, "user", b.clone()).await, 10000 - 200 - 100 - 600 - 700);
+        assert_eq!(balance(AccountKind::MerchantSettlement, "merchant", together.id.clone()).await, a_spent + 100);
+        assert_eq!(balance(AccountKind::MerchantSettlement, "merchant", shop.id.clone()).await, 200 + 600 + 700);
+        let report = store.verify_ledger().await.unwrap();
+        assert!(report.is_ok(), "{:?}", report.violations);
+
+        let pool = raw_pool(db).await;
+        let count = |sql: &'static str| {
+            let pool = pool.clone();
+            async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
+        };
+        // One payment.succeeded (with its delivery) and one record per payment made.
+        let made = a_paid as i64 + 4;
+        assert_eq!(count("SELECT COUNT(*) FROM events WHERE event_type = 'payment.succeeded'").await, made);
+        assert_eq!(count("SELECT COUNT(*) FROM deliveries").await, made);
+        assert_eq!(count("SELECT COUNT(*) FROM records WHERE kind = 'payment' AND status = 'SUCCESS'").await, made);
+        assert_eq!(count("SELECT COUNT(*) FROM device_proofs_used WHERE device_id = 'd1'").await, 1);
+        // The batch's payments to one merchant share one of its balance rows (a payment made
+        // alone picks one at random): this is how we know they were settled together.
+        let shards: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM account_balances b JOIN accounts a ON a.id = b.account_id \
+             WHERE a.owner_id = $1 AND b.balance_minor <> 0",
+        )
+        .bind(&together.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(shards, 1);
+    }
+);
