@@ -80,11 +80,17 @@ async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) 
         PartyKind::Merchant => "merchant",
         PartyKind::Biller => "biller",
     };
-    let key = state
-        .store()
-        .active_signing_key(party_kind, &auth.party_id, &auth.key_id)
-        .await?
-        .ok_or_else(|| auth_error(AuthError::UnknownKey))?;
+    // A read's nonce is claimed in flight before the database is asked about it (see
+    // nonces.rs), and that question rides along with the key's look-up. Anything else
+    // waits for its nonce's commit.
+    let read = parts.method == Method::GET || parts.method == Method::HEAD;
+    let read_claim = read.then(|| state.store().claim_read_nonce(&auth.party_id, &auth.nonce));
+    let (key, stored) = if read {
+        state.store().signing_key_and_nonce(party_kind, &auth.party_id, &auth.key_id, &auth.nonce).await?
+    } else {
+        state.store().active_signing_key(party_kind, &auth.party_id, &auth.key_id).await?.map(|key| (key, false))
+    }
+    .ok_or_else(|| auth_error(AuthError::UnknownKey))?;
 
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -92,11 +98,16 @@ async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) 
     verify_request(&auth, key.secret.as_bytes(), parts.method.as_str(), path_and_query, &body, now.unix_secs())
         .map_err(auth_error)?;
     // Only a correctly signed request spends its nonce, so nobody can burn another
-    // party's nonces.
-    // Reads wait only for the check; anything else for its nonce's commit (see nonces.rs).
-    let used_for =
-        if parts.method == Method::GET || parts.method == Method::HEAD { NonceUse::Read } else { NonceUse::Write };
-    if !state.store().spend_nonce(&auth.party_id, &auth.nonce, now, used_for).await? {
+    // party's nonces (a claim that goes unspent is released when dropped).
+    let fresh = match read_claim {
+        Some(Some(claim)) if !stored => {
+            claim.spend(now)?;
+            true
+        }
+        Some(_) => false,
+        None => state.store().spend_nonce(&auth.party_id, &auth.nonce, now, NonceUse::Write).await?,
+    };
+    if !fresh {
         return Err(auth_error(AuthError::NonceReplayed));
     }
 

@@ -210,6 +210,39 @@ impl Store {
         Ok(fixed)
     }
 
+    /// [`Store::active_signing_key`] and, in the same read, whether `nonce` is already
+    /// stored for the party: a signed read's checks in one round trip. Claim the nonce
+    /// first ([`Store::claim_read_nonce`]).
+    pub async fn signing_key_and_nonce(
+        &self,
+        party_kind: &str,
+        party_id: &str,
+        key_id: &str,
+        nonce: &str,
+    ) -> Result<Option<(SigningKey, bool)>> {
+        let row = sqlx::query(
+            "SELECT k.secret, CASE WHEN EXISTS (SELECT 1 FROM request_nonces n WHERE n.party_id = $3 AND n.nonce = $4) \
+               THEN 1 ELSE 0 END \
+             FROM api_keys k WHERE k.key_id = $1 AND k.party_kind = $2 AND k.party_id = $3 AND k.status = 'ACTIVE'",
+        )
+        .bind(key_id)
+        .bind(party_kind)
+        .bind(party_id)
+        .bind(nonce)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| {
+            let key = SigningKey {
+                key_id: key_id.to_owned(),
+                party_kind: party_kind.to_owned(),
+                party_id: party_id.to_owned(),
+                secret: r.try_get(0)?,
+            };
+            Ok((key, r.try_get::<i64, _>(1)? != 0))
+        })
+        .transpose()
+    }
+
     /// The active key `key_id` of the given party, for checking a signature.
     pub async fn active_signing_key(
         &self,

@@ -67,6 +67,27 @@ impl NonceWriter {
     }
 }
 
+/// A signed read's nonce, in flight in this process from its claim until it is spent
+/// (handed to the writer) or dropped (released: the request was refused or went away).
+pub struct ReadNonce<'a> {
+    claim: InFlight<'a>,
+}
+
+impl ReadNonce<'_> {
+    /// Spends the nonce, which the caller has found not stored (after claiming it): it is
+    /// written behind the read.
+    pub fn spend(self, now: Timestamp) -> Result<()> {
+        let writer = self.claim.writer;
+        let Some((party_id, nonce)) = self.claim.key.clone() else { return Ok(()) };
+        let spent = Spent { party_id, nonce, at: now, reply: None };
+        if writer.queue.send(spent).is_err() {
+            return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
+        }
+        self.claim.handed_over();
+        Ok(())
+    }
+}
+
 /// A nonce marked in flight by a read, until the writer takes it over.
 struct InFlight<'a> {
     writer: &'a NonceWriter,
@@ -150,43 +171,47 @@ impl Store {
     /// Spends a nonce. Returns false if the party already used it (a replay). See the
     /// module documentation for what `used_for` changes.
     pub async fn spend_nonce(&self, party_id: &str, nonce: &str, now: Timestamp, used_for: NonceUse) -> Result<bool> {
+        if used_for == NonceUse::Read {
+            let Some(claim) = self.claim_read_nonce(party_id, nonce) else { return Ok(false) };
+            if self.nonce_stored(party_id, nonce).await? {
+                return Ok(false);
+            }
+            claim.spend(now)?;
+            return Ok(true);
+        }
         let writer = self.nonce_writer();
         let key = (party_id.to_owned(), nonce.to_owned());
         if !writer.claim(&key) {
             return Ok(false);
         }
-        let (party_id, nonce) = key.clone();
-        match used_for {
-            NonceUse::Write => {
-                let (reply, answer) = oneshot::channel();
-                let spent = Spent { party_id, nonce, at: now, reply: Some(reply) };
-                if writer.queue.send(spent).is_err() {
-                    writer.release(&key);
-                    return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
-                }
-                answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))
-            }
-            NonceUse::Read => {
-                // Released on every way out but the hand-over to the writer, including this
-                // future being dropped while it waits (the client went away).
-                let claim = InFlight { writer, key: Some(key) };
-                let stored: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM request_nonces WHERE party_id = $1 AND nonce = $2")
-                        .bind(&party_id)
-                        .bind(&nonce)
-                        .fetch_optional(self.reader())
-                        .await?;
-                if stored.is_some() {
-                    return Ok(false);
-                }
-                let spent = Spent { party_id, nonce, at: now, reply: None };
-                if writer.queue.send(spent).is_err() {
-                    return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
-                }
-                claim.handed_over();
-                Ok(true)
-            }
+        let (reply, answer) = oneshot::channel();
+        let spent = Spent { party_id: key.0.clone(), nonce: key.1.clone(), at: now, reply: Some(reply) };
+        if writer.queue.send(spent).is_err() {
+            writer.release(&key);
+            return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
         }
+        answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))
+    }
+
+    async fn nonce_stored(&self, party_id: &str, nonce: &str) -> Result<bool> {
+        let stored: Option<i64> = sqlx::query_scalar("SELECT 1 FROM request_nonces WHERE party_id = $1 AND nonce = $2")
+            .bind(party_id)
+            .bind(nonce)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(stored.is_some())
+    }
+
+    /// Claims a read's nonce in flight in this process (None when it already is), before
+    /// the database is asked whether it holds the nonce: asked the other way round, a
+    /// replay could slip between the original's commit and its own claim.
+    pub fn claim_read_nonce(&self, party_id: &str, nonce: &str) -> Option<ReadNonce<'_>> {
+        let writer = self.nonce_writer();
+        let key = (party_id.to_owned(), nonce.to_owned());
+        if !writer.claim(&key) {
+            return None;
+        }
+        Some(ReadNonce { claim: InFlight { writer, key: Some(key) } })
     }
 
     /// Forgets nonces old enough that their requests' timestamps are outside the window

@@ -602,3 +602,32 @@ engine_tests!(
         assert_eq!(shards, 1);
     }
 );
+
+engine_tests!(a_signed_reads_key_and_nonce_come_in_one_read, async move |store: Store, _db: &TestDb| {
+    use paykit_store::nonces::NonceUse::Write;
+    let (merchant, key) = store.create_merchant("Corner Shop", None, now()).await.unwrap();
+    let look = |nonce: &'static str| {
+        let (store, merchant_id, key_id) = (store.clone(), merchant.id.clone(), key.key_id.clone());
+        async move {
+            store
+                .signing_key_and_nonce("merchant", &merchant_id, &key_id, nonce)
+                .await
+                .unwrap()
+                .map(|(k, stored)| (k.secret, stored))
+        }
+    };
+    assert_eq!(look("freshfreshfresh0").await, Some((key.api_secret.clone(), false)));
+    assert!(store.spend_nonce(&merchant.id, "spentspentspent0", now(), Write).await.unwrap());
+    assert_eq!(look("spentspentspent0").await, Some((key.api_secret.clone(), true)));
+    // A read's claim holds the nonce in flight until it is spent or dropped.
+    let claim = store.claim_read_nonce(&merchant.id, "claimclaimclaim0").unwrap();
+    assert!(store.claim_read_nonce(&merchant.id, "claimclaimclaim0").is_none(), "in flight");
+    drop(claim);
+    let claim = store.claim_read_nonce(&merchant.id, "claimclaimclaim0").expect("released when dropped");
+    claim.spend(now()).unwrap();
+    assert!(store.claim_read_nonce(&merchant.id, "claimclaimclaim0").is_none(), "in flight until written");
+    assert!(store.spend_nonce(&merchant.id, "flushflushflush0", now(), Write).await.unwrap());
+    assert_eq!(look("claimclaimclaim0").await, Some((key.api_secret.clone(), true)), "written behind the read");
+    assert!(store.revoke_key(&merchant.id, &key.key_id, now()).await.unwrap());
+    assert_eq!(look("freshfreshfresh0").await, None, "a revoked key signs nothing");
+});
