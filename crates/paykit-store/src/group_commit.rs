@@ -209,8 +209,10 @@ impl GroupCommit {
 async fn run_lane(store: Store, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
+        let started = std::time::Instant::now();
         let outcome = run_batch(&store, &mut batch).await;
         metrics::histogram!("paykit_group_commit_batch_size").record(batch.len() as f64);
+        metrics::histogram!("paykit_group_commit_batch_seconds").record(started.elapsed().as_secs_f64());
         for job in batch.drain(..) {
             job.finish(outcome.as_ref().map(|_| ()));
         }
@@ -229,7 +231,10 @@ async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>]) -> Result<(), Stor
             return Err(StoreError::GroupCommit("the shared transaction broke".into()));
         }
     }
-    tx.commit().await
+    let committing = std::time::Instant::now();
+    let committed = tx.commit().await;
+    metrics::histogram!("paykit_group_commit_commit_seconds").record(committing.elapsed().as_secs_f64());
+    committed
 }
 
 /// Settles the batch's new orders, then its payments, with set-based statements; what
