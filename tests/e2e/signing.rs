@@ -126,3 +126,23 @@ e2e_tests!(a_rotated_key_and_the_old_one_both_work_until_revoked, async |gw: Gat
     assert_eq!((reply.status, reply.code()), (401, "AUTH_UNKNOWN_KEY".into()));
     assert_eq!(gw.signed(&second, "GET", "/v1/merchant", "").await.status, 200);
 });
+
+e2e_tests!(a_signed_read_sent_many_times_at_once_is_answered_once, async |gw: Gateway| {
+    let creds = gw.create_merchant("Replay Shop");
+    let header = sign_header(&creds, "GET", "/v1/merchant", b"", unix_now(), &new_nonce());
+    let send = || gw.send("GET", "/v1/merchant", Some(&header), "", "application/json");
+    // The same signed GET eight times at once: the nonce is claimed in this process before
+    // the database is asked about it, so exactly one gets through.
+    let replies = tokio::join!(send(), send(), send(), send(), send(), send(), send(), send());
+    let replies = [replies.0, replies.1, replies.2, replies.3, replies.4, replies.5, replies.6, replies.7];
+    let answered = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(answered, 1, "{:?}", replies.iter().map(|r| (r.status, r.code())).collect::<Vec<_>>());
+    for r in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!((r.status, r.code()), (401, "AUTH_NONCE_REPLAYED".into()));
+    }
+    // And later, whether its nonce is still in flight or stored by now.
+    let other = gw.signed(&creds, "GET", "/v1/merchant", "").await;
+    assert_eq!(other.status, 200, "other nonces still pass");
+    let later = send().await;
+    assert_eq!((later.status, later.code()), (401, "AUTH_NONCE_REPLAYED".into()));
+});

@@ -95,6 +95,9 @@ impl Tx {
     /// Queues events (and the deliveries of those with a notify_url) in two statements
     /// however many there are; returns their ids in order.
     pub(crate) async fn enqueue_events(&mut self, events: &[EventToSend<'_>]) -> Result<Vec<String>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let ids: Vec<String> = events.iter().map(|_| ids::new_id("evt")).collect();
         let sql = format!(
             "INSERT INTO events (id, party_kind, party_id, event_type, payload, created_at_us) VALUES {}",

@@ -258,8 +258,7 @@ async fn settle_together(tx: &mut Tx, batch: &mut [Box<dyn Job>]) -> Result<(), 
             }
         }
     }
-    // One payment alone gains nothing from the set-based path.
-    if payments.len() > 1 {
+    if !payments.is_empty() {
         let pays: Vec<&OwnedPay> = payments.iter().map(|(pay, _)| *pay).collect();
         for ((_, outcome), settled) in payments.into_iter().zip(tx.pay_orders_together(&pays).await?) {
             *outcome = settled;

@@ -189,6 +189,9 @@ impl Tx {
     /// Writes entries' rows — the entries, then all their postings — in two statements
     /// however many there are. Balances are the caller's: this moves none.
     pub(crate) async fn insert_entries(&mut self, entries: &[(&str, &JournalEntry, Timestamp)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let sql = format!(
             "INSERT INTO journal_entries (id, kind, reference, created_at_us) VALUES {}",
             crate::value_rows(1, 4, entries.len())

@@ -134,7 +134,8 @@ impl Tx {
                 self.execute_raw("RELEASE SAVEPOINT orders_together").await?;
                 Ok(orders.iter().map(|o| inserted.contains(&o.id)).collect())
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::warn!(error = %e, orders = orders.len(), "inserting orders together failed; inserting them one by one");
                 self.execute_raw("ROLLBACK TO SAVEPOINT orders_together").await?;
                 self.execute_raw("RELEASE SAVEPOINT orders_together").await?;
                 Ok(vec![false; orders.len()])

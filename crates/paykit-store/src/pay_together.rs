@@ -3,11 +3,14 @@
 //! balance rows, decide in Rust, then one multi-row write per table — instead of ten
 //! statements each: on a CPU-bound database the statements, not the commits, are the cost.
 //!
-//! The outcomes are exactly those of [`Tx::pay_order`] run one after another in batch
-//! order. Whatever this path cannot decide by itself — a card, an idempotency key, an order
-//! that is not payable now (its answer depends on who paid it), an account not opened yet,
-//! a second payment of one order — it leaves to `pay_order`, which runs after it in the
-//! same transaction.
+//! The outcomes are those of [`Tx::pay_order`] run one after another: first the payments
+//! settled here, in batch order, then everything else in the batch, in batch order. Every
+//! request in a batch is answered only after its commit and all were queued before it
+//! began, so they are concurrent and that serial order is as valid as any other. Whatever
+//! this path cannot decide by itself — a card, an idempotency key, an order that is not
+//! payable now (its answer depends on who paid it), an account not opened yet, an order
+//! that an earlier payment in the batch also pays — it leaves to `pay_order`, which runs
+//! after it in the same transaction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -39,9 +42,23 @@ impl Tx {
     /// it is kept and every payment is left to run on its own. Err only when the
     /// transaction itself broke.
     pub(crate) async fn pay_orders_together(&mut self, pays: &[&OwnedPay]) -> Result<Vec<Settled>> {
+        let mut settled: Vec<Settled> = pays.iter().map(|_| None).collect();
+        // Balance payments without an idempotency key, each the first payment of its order
+        // in the batch (whatever that first one's funding).
+        let mut orders_seen = HashSet::new();
+        let taken: Vec<usize> = (0..pays.len())
+            .filter(|&i| {
+                let p = pays[i];
+                orders_seen.insert(p.order_id.as_str()) && p.funding == Funding::Balance && p.idempotency.is_none()
+            })
+            .collect();
+        if taken.len() < 2 {
+            // One payment alone gains nothing from the set-based path.
+            return Ok(settled);
+        }
         self.execute_raw("SAVEPOINT pay_together").await?;
-        match self.settle_together(pays).await {
-            Ok(settled) => {
+        match self.settle_together(pays, taken, &mut settled).await {
+            Ok(()) => {
                 self.execute_raw("RELEASE SAVEPOINT pay_together").await?;
                 metrics::counter!("paykit_payments_settled_together")
                     .increment(settled.iter().filter(|s| s.is_some()).count() as u64);
@@ -49,6 +66,7 @@ impl Tx {
             }
             Err(e) => {
                 tracing::warn!(error = %e, payments = pays.len(), "settling payments together failed; paying them one by one");
+                metrics::counter!("paykit_payments_together_fell_back").increment(1);
                 self.execute_raw("ROLLBACK TO SAVEPOINT pay_together").await?;
                 self.execute_raw("RELEASE SAVEPOINT pay_together").await?;
                 Ok(pays.iter().map(|_| None).collect())
@@ -56,18 +74,9 @@ impl Tx {
         }
     }
 
-    async fn settle_together(&mut self, pays: &[&OwnedPay]) -> Result<Vec<Settled>> {
-        let mut settled: Vec<Settled> = pays.iter().map(|_| None).collect();
-        let mut orders_seen = HashSet::new();
-        let taken: Vec<usize> = (0..pays.len())
-            .filter(|&i| {
-                let p = pays[i];
-                p.funding == Funding::Balance && p.idempotency.is_none() && orders_seen.insert(p.order_id.as_str())
-            })
-            .collect();
-        if taken.is_empty() {
-            return Ok(settled);
-        }
+    /// Decides `taken` (indexes into `pays`) into `settled`, leaving `None` for what it
+    /// leaves to [`Tx::pay_order`].
+    async fn settle_together(&mut self, pays: &[&OwnedPay], taken: Vec<usize>, settled: &mut [Settled]) -> Result<()> {
         let mut orders = self.lock_orders(taken.iter().map(|&i| pays[i].order_id.as_str())).await?;
         let payable: Vec<usize> = taken
             .into_iter()
@@ -77,7 +86,7 @@ impl Tx {
             })
             .collect();
         if payable.is_empty() {
-            return Ok(settled);
+            return Ok(());
         }
 
         // A device confirms an order once. The order rows are locked, and every path that
@@ -135,7 +144,7 @@ impl Tx {
             }
         }
         if paying.is_empty() {
-            return Ok(settled);
+            return Ok(());
         }
 
         let entries = paying
@@ -206,15 +215,16 @@ impl Tx {
         for (leg, order) in paying.iter().zip(paid) {
             settled[leg.index] = Some(Ok(order));
         }
-        Ok(settled)
+        Ok(())
     }
 
-    /// The orders with these ids, locked in id order (the order every batch takes them in).
+    /// Those of these orders still waiting for payment, locked in id order (the order
+    /// every batch takes them in); the others are not locked and not returned.
     async fn lock_orders<'a>(&mut self, ids: impl Iterator<Item = &'a str>) -> Result<HashMap<String, Order>> {
         let ids: BTreeSet<&str> = ids.collect();
         let lock = if self.engine() == Engine::Postgres { " FOR UPDATE" } else { "" };
         let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) ORDER BY id{lock}",
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) AND status = 'NOTPAY' ORDER BY id{lock}",
             placeholders(1, ids.len())
         );
         let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -255,9 +265,8 @@ impl Tx {
                updated_at_us = v.column2 \
              FROM (VALUES {}) AS v \
              WHERE orders.id = v.column1 AND orders.status = 'NOTPAY' \
-             RETURNING {}",
+             RETURNING {ORDER_COLUMNS}",
             value_rows(1, 3, legs.len()),
-            ORDER_COLUMNS.split(", ").map(|c| format!("orders.{c}")).collect::<Vec<_>>().join(", ")
         );
         let mut update = sqlx::query(sqlx::AssertSqlSafe(sql));
         for leg in legs {

@@ -170,6 +170,9 @@ impl Tx {
     /// [`Tx::put_record`] for many records in one statement (each (user, kind, reference)
     /// at most once).
     pub(crate) async fn put_records(&mut self, records: &[RecordToPut<'_>]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let sql = format!(
             "INSERT INTO records (id, user_id, kind, reference_id, title, amount_minor, currency, funding, status, created_at_us, updated_at_us) \
              VALUES {} \

@@ -457,7 +457,7 @@ engine_tests!(
             (&shop.id, "6.00"),     // 6: b twice in the batch
             (&shop.id, "1.00"),     // 7: c, whose wallet was never opened
             (&shop.id, "1.00"),     // 8: b, with device d9 already spent on it
-            (&shop.id, "7.00"),     // 9: b, with an idempotency key
+            (&shop.id, "7.00"),     // 9: b, with an idempotency key; then a, from the balance
         ]
         .into_iter()
         .enumerate()
@@ -465,6 +465,9 @@ engine_tests!(
             let mut order = dynamic_order(merchant, &format!("T{i}"), amount);
             if i == 5 {
                 order.expire_at = now().plus_secs(-1);
+            }
+            if i == 3 {
+                order.notify_url = Some("http://127.0.0.1:9/order-hook".into());
             }
             store.create_order(&order).await.unwrap();
             orders.push(order.id);
@@ -509,9 +512,13 @@ engine_tests!(
         payments.push(PayOrder { confirmed_by_device: Some("d9"), ..pay(&orders, 8, &b) });
         let key = IdempotencyKey { scope: format!("payment:{b}"), key: "k1".into(), request_digest: "d".into() };
         payments.push(PayOrder { idempotency: Some(key), ..pay(&orders, 9, &b) });
-        let tasks: Vec<_> = payments
-            .into_iter()
-            .map(|p| {
+        // Its first payment in the batch is left to run on its own, so this one must wait
+        // for it (and find the order paid) rather than be settled ahead of it.
+        payments.push(pay(&orders, 9, &a));
+        // Queued one at a time, so the batch's order is this list's.
+        let mut tasks = Vec::new();
+        for p in payments {
+            tasks.push({
                 let grouped = grouped.clone();
                 let p = (
                     p.order_id.to_owned(),
@@ -531,9 +538,10 @@ engine_tests!(
                         })
                         .await
                 })
-            })
-            .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         release.send(()).unwrap();
         blocker.await.unwrap().unwrap();
         let mut outcomes = Vec::new();
@@ -545,9 +553,12 @@ engine_tests!(
             matches!(r, Ok(o) if o.id == orders[order] && o.status == OrderStatus::Success
                 && o.payer_user_id.as_deref() == Some(user))
         };
-        let a_paid = (0..3).filter(|&i| paid(&outcomes[i], i, &a)).count();
-        let a_short = outcomes[..3].iter().filter(|r| matches!(r, Err(PayError::InsufficientBalance))).count();
-        assert_eq!((a_paid, a_short), (2, 1), "{:?}", &outcomes[..3]);
+        // In batch order: 4.00 and 5.00 of a's 10.00 go, then 3.00 does not fit.
+        assert!(paid(&outcomes[0], 0, &a) && paid(&outcomes[1], 1, &a), "{:?}", &outcomes[..3]);
+        assert!(matches!(outcomes[2], Err(PayError::InsufficientBalance)), "{:?}", outcomes[2]);
+        let a_paid = 2;
+        let first = outcomes[0].as_ref().unwrap();
+        assert_eq!((first.funding.as_deref(), first.paid_at, first.updated_at), (Some("balance"), Some(now()), now()));
         assert!(paid(&outcomes[3], 3, &b), "{:?}", outcomes[3]);
         assert!(paid(&outcomes[4], 4, &b), "b's own earlier payment comes back: {:?}", outcomes[4]);
         assert!(matches!(outcomes[5], Err(PayError::AlreadyPaid)), "{:?}", outcomes[5]);
@@ -556,9 +567,10 @@ engine_tests!(
         assert!(matches!(outcomes[9], Err(PayError::InsufficientBalance)), "{:?}", outcomes[9]);
         assert!(matches!(outcomes[10], Err(PayError::DeviceProofReused)), "{:?}", outcomes[10]);
         assert!(paid(&outcomes[11], 9, &b), "{:?}", outcomes[11]);
+        assert!(matches!(outcomes[12], Err(PayError::AlreadyPaid)), "{:?}", outcomes[12]);
 
         // The money moved exactly once per payment, and nothing else.
-        let a_spent: i64 = (0..3).filter(|&i| paid(&outcomes[i], i, &a)).map(|i| [400, 500, 300][i]).sum();
+        let a_spent: i64 = 400 + 500;
         let balance = |kind: AccountKind, owner_type: &'static str, owner_id: String| {
             let store = store.clone();
             async move {
@@ -589,6 +601,11 @@ engine_tests!(
         assert_eq!(count("SELECT COUNT(*) FROM deliveries").await, made);
         assert_eq!(count("SELECT COUNT(*) FROM records WHERE kind = 'payment' AND status = 'SUCCESS'").await, made);
         assert_eq!(count("SELECT COUNT(*) FROM device_proofs_used WHERE device_id = 'd1'").await, 1);
+        // The order's own notify_url wins over its merchant's.
+        assert_eq!(
+            count("SELECT COUNT(*) FROM deliveries WHERE notify_url = 'http://127.0.0.1:9/order-hook'").await,
+            1
+        );
         // The batch's payments to one merchant share one of its balance rows (a payment made
         // alone picks one at random): this is how we know they were settled together.
         let shards: i64 = sqlx::query_scalar(
