@@ -10,7 +10,8 @@
 //!   or already stored, otherwise answered while its nonce is written behind it. A crash can
 //!   lose the last batch of read nonces, letting such a read be replayed once inside the
 //!   five-minute window; a read changes nothing, so the replay learns only what the
-//!   original answer already said.
+//!   original answer already said. A batch whose insert fails keeps its reads' nonces in
+//!   flight and tries them again with the next batch.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -115,7 +116,12 @@ async fn write_nonces(
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Reads' nonces whose insert failed: they stay in flight (so this process still
+    // refuses their replays) and go again with the next batch.
+    let mut unstored: Vec<Spent> = Vec::new();
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let again = unstored.len().min(MAX_BATCH);
+        batch.extend(unstored.drain(..again));
         let mut rows: Vec<(String, String, i64)> =
             batch.iter().map(|s| (s.party_id.clone(), s.nonce.clone(), s.at.unix_micros())).collect();
         // One order for every process's batches, so two gateways inserting the same nonces
@@ -123,17 +129,21 @@ async fn write_nonces(
         rows.sort_unstable();
         let outcome = store.write_statement(move |conn| Box::pin(async move { insert_new(conn, &rows).await })).await;
         metrics::histogram!("paykit_nonce_batch_size").record(batch.len() as f64);
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "a batch of nonces was not stored; reads' nonces stay in flight and go again");
+        }
         {
-            // Out of flight only now: from here on the database answers for them.
+            // Out of flight only now: from here on the database answers for them (or, for
+            // a write whose insert failed, nothing ran).
             let mut in_flight = in_flight.lock().expect("nonce lock");
-            for s in &batch {
+            for s in batch.iter().filter(|s| outcome.is_ok() || s.reply.is_some()) {
                 in_flight.remove(&(s.party_id.clone(), s.nonce.clone()));
             }
         }
         for s in batch.drain(..) {
             let Some(reply) = s.reply else {
-                if let Err(e) = &outcome {
-                    tracing::warn!(error = %e, "a read's nonce was not stored");
+                if outcome.is_err() {
+                    unstored.push(s);
                 }
                 continue;
             };

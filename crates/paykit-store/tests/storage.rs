@@ -648,3 +648,35 @@ engine_tests!(a_signed_reads_key_and_nonce_come_in_one_read, async move |store: 
     assert!(store.revoke_key(&merchant.id, &key.key_id, now()).await.unwrap());
     assert_eq!(look("freshfreshfresh0").await, None, "a revoked key signs nothing");
 });
+
+engine_tests!(a_reads_nonce_stays_refused_when_storing_it_fails, async move |store: Store, db: &TestDb| {
+    use paykit_store::nonces::NonceUse::{Read, Write};
+    let pool = raw_pool(db).await;
+    assert!(store.spend_nonce("m1", "warmwarmwarmwarm", now(), Write).await.unwrap());
+    // Inserting nonces fails from here on; reading them still works.
+    let refuse: &[&str] = match db.engine {
+        Engine::Sqlite => {
+            &["CREATE TRIGGER refuse_nonces BEFORE INSERT ON request_nonces BEGIN SELECT RAISE(ABORT, 'down'); END"]
+        }
+        Engine::Postgres => &[
+            "CREATE FUNCTION refuse_nonces() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'down'; END $$",
+            "CREATE TRIGGER refuse_nonces BEFORE INSERT ON request_nonces FOR EACH STATEMENT EXECUTE FUNCTION refuse_nonces()",
+        ],
+    };
+    for sql in refuse {
+        sqlx::raw_sql(*sql).execute(&pool).await.unwrap();
+    }
+    assert!(store.spend_nonce("m1", "lostlostlostlost", now(), Read).await.unwrap());
+    // A write waits for its insert, which fails (and so did the read's, before or with it).
+    assert!(store.spend_nonce("m1", "failfailfailfail", now(), Write).await.is_err());
+    assert!(!store.spend_nonce("m1", "lostlostlostlost", now(), Read).await.unwrap(), "still in flight");
+    let allow = match db.engine {
+        Engine::Sqlite => "DROP TRIGGER refuse_nonces",
+        Engine::Postgres => "DROP TRIGGER refuse_nonces ON request_nonces",
+    };
+    sqlx::raw_sql(allow).execute(&pool).await.unwrap();
+    // The next batch stores it: another process, which has no in-flight set, refuses it.
+    assert!(store.spend_nonce("m1", "nextnextnextnext", now(), Write).await.unwrap());
+    let other_process = db.store().await;
+    assert!(!other_process.spend_nonce("m1", "lostlostlostlost", now(), Read).await.unwrap(), "stored");
+});
