@@ -5,7 +5,8 @@
 //! charged twice, `paykit ledger verify` passes, and every event is delivered.
 //!
 //! Short by default (CI); `PAYKIT_CHAOS_SECS=600 cargo test -p paykit-tests --test e2e chaos`
-//! runs a long one. Clients behave as the API asks: a request that got no answer (or a
+//! runs a long one (`PAYKIT_CHAOS_GROUP_COMMIT=true` puts PostgreSQL's group commit through it
+//! too). Clients behave as the API asks: a request that got no answer (or a
 //! 5xx) is sent again with the same idempotency key, `out_trade_no` or `out_refund_no`.
 
 use std::collections::BTreeMap;
@@ -36,8 +37,13 @@ impl Gateway {
     fn start(db_url: String, db: Option<TestDb>) -> Gateway {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let allow = "{ threshold = 1, action = \"allow\" }";
+        // PAYKIT_CHAOS_GROUP_COMMIT=true|false overrides the engine's default (to put
+        // PostgreSQL's lane, off by default, through the suite).
+        let group_commit = std::env::var("PAYKIT_CHAOS_GROUP_COMMIT")
+            .map(|v| format!("group_commit = {}\n", v == "true"))
+            .unwrap_or_default();
         let mut args = config_args(&format!(
-            "[risk]\nvelocity = {allow}\ndaily_amount = {allow}\nnew_payee_amount = {allow}\n\
+            "{group_commit}[risk]\nvelocity = {allow}\ndaily_amount = {allow}\nnew_payee_amount = {allow}\n\
              wrong_pay_passwords = {allow}\ncode_failures = {allow}\n"
         ));
         args.extend(["--listen".to_owned(), format!("127.0.0.1:{port}")]);
