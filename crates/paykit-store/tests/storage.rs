@@ -288,28 +288,11 @@ engine_tests!(group_commit_keeps_each_writers_outcome_apart, async move |store: 
 });
 
 engine_tests!(print_requests_are_claimed_once, async move |store: Store, _db: &TestDb| {
-    use paykit_core::order::OrderStatus;
     let (merchant, _key) = store.create_merchant("Corner Shop", None, now()).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..6 {
-        let order = paykit_store::orders::Order {
-            id: paykit_store::ids::new_id("ord"),
-            merchant_id: merchant.id.clone(),
-            out_trade_no: format!("P{i}"),
-            kind: "native".into(),
-            amount: cny("1.00"),
-            description: "print me".into(),
-            notify_url: None,
-            status: OrderStatus::NotPay,
-            request_digest: String::new(),
-            expire_at: Timestamp::from_unix_secs(now().unix_secs() + 3600),
-            created_at: now(),
-            updated_at: now(),
-            paid_at: None,
-            payer_user_id: None,
-            funding: None,
-            device_id: None,
-        };
+        let mut order = dynamic_order(&merchant.id, &format!("P{i}"), "1.00");
+        order.description = "print me".into();
         store.create_order(&order).await.unwrap();
         ids.push(store.request_print(&merchant.id, &order.id, "console:alice", now()).await.unwrap());
     }
