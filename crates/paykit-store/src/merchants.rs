@@ -221,8 +221,8 @@ impl Store {
         nonce: &str,
     ) -> Result<Option<(SigningKey, bool)>> {
         let row = sqlx::query(
-            "SELECT k.secret, CASE WHEN EXISTS (SELECT 1 FROM request_nonces n WHERE n.party_id = $3 AND n.nonce = $4) \
-               THEN 1 ELSE 0 END \
+            "SELECT k.secret, CAST(CASE WHEN EXISTS (SELECT 1 FROM request_nonces n WHERE n.party_id = $3 AND n.nonce = $4) \
+               THEN 1 ELSE 0 END AS BIGINT) \
              FROM api_keys k WHERE k.key_id = $1 AND k.party_kind = $2 AND k.party_id = $3 AND k.status = 'ACTIVE'",
         )
         .bind(key_id)
