@@ -385,7 +385,7 @@ impl Gateway {
         assert_eq!(r.status, 200, "{}", r.body);
         let (token, user_id) =
             (r.json()["token"].as_str().unwrap().to_owned(), r.json()["user_id"].as_str().unwrap().to_owned());
-        let seq = u32::from_str_radix(&phone[7..], 10).unwrap();
+        let seq = phone[7..].parse::<u32>().unwrap();
         let r = self
             .wallet(
                 "POST",
@@ -421,7 +421,7 @@ impl Gateway {
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
         let token = self.log_in(&phone).await;
-        let seq = u32::from_str_radix(&phone[7..], 10).unwrap();
+        let seq = phone[7..].parse::<u32>().unwrap();
         let r = self
             .wallet(
                 "POST",

@@ -159,10 +159,10 @@ impl Counter {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
             wait = (wait * 2).min(Duration::from_secs(5));
-            if let Ok(now) = self.paykit.order(&order.order_id).await {
-                if now.status != "USERPAYING" {
-                    return now;
-                }
+            if let Ok(now) = self.paykit.order(&order.order_id).await
+                && now.status != "USERPAYING"
+            {
+                return now;
             }
         }
         match self.paykit.reverse_order(&order.order_id).await {

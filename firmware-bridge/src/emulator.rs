@@ -210,10 +210,10 @@ fn step(state: &mut PrinterState, b: &[u8], answers: &mut Vec<u8>) -> Step {
                     match b[6] {
                         0x50 => state.qr_data = Some(String::from_utf8_lossy(&b[8..end]).into_owned()),
                         0x51 => {
-                            if let Some(d) = state.qr_data.clone() {
-                                if can_print(state) {
-                                    state.current.items.push(Printed::Qr(d));
-                                }
+                            if let Some(d) = state.qr_data.clone()
+                                && can_print(state)
+                            {
+                                state.current.items.push(Printed::Qr(d));
                             }
                         }
                         _ => {}

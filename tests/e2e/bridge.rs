@@ -48,10 +48,10 @@ impl Bridge {
     fn expect(&mut self, prefix: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                if line.starts_with(prefix) {
-                    return line;
-                }
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100))
+                && line.starts_with(prefix)
+            {
+                return line;
             }
         }
         panic!("the bridge never said {prefix:?}");

@@ -510,7 +510,8 @@ async fn run(engine: Engine) {
         .collect();
     let lost_events = event_ids.iter().filter(|id| !received.contains(*id)).count();
 
-    let book = book.lock().unwrap();
+    // The load has stopped: the book is final, and no lock is held across the checks.
+    let book = std::mem::take(&mut *book.lock().unwrap());
     // Acknowledged payments exist exactly once; no order is charged twice.
     let mut lost = 0;
     for order_id in book.payments.iter().chain(&book.micropays) {

@@ -43,9 +43,8 @@ e2e_tests!(the_checkout_example_is_paid_once_even_when_called_back_twice, async 
     assert_eq!(s["paid"], false);
 
     let phone = random_phone();
-    let wallet = Wallet::sign_up(&gw.url, &phone, "顾客", &resident_id(u32::from_str_radix(&phone[7..], 10).unwrap()))
-        .await
-        .unwrap();
+    let wallet =
+        Wallet::sign_up(&gw.url, &phone, "顾客", &resident_id(phone[7..].parse::<u32>().unwrap())).await.unwrap();
     wallet.top_up("20.00").await.unwrap();
     let preview = wallet.scan(s["code_url"].as_str().unwrap()).await.unwrap();
     assert_eq!(preview["merchant_name"], "Tea Shop");

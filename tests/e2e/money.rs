@@ -71,7 +71,7 @@ e2e_tests!(a_frozen_account_sends_nothing_but_still_receives_refunds, async |gw:
 
     let wrong = post(&gw, "/wallet/v1/unfreeze", &alice.token, json!({"password": "correct horse", "pay_password": alice.pay_password, "name": alice.name, "id_number": "11010519491231002X"})).await;
     assert_eq!((wrong.status, wrong.code()), (403, "UNFREEZE_DENIED".into()));
-    let seq = u32::from_str_radix(&alice.phone[7..], 10).unwrap();
+    let seq = alice.phone[7..].parse::<u32>().unwrap();
     let ok = post(&gw, "/wallet/v1/unfreeze", &alice.token, json!({"password": "correct horse", "pay_password": alice.pay_password, "name": alice.name, "id_number": paykit_tests::resident_id(seq)})).await;
     assert_eq!(ok.json()["frozen"], false, "{}", ok.body);
 
@@ -137,7 +137,7 @@ e2e_tests!(transfers_wait_for_the_payee_and_return_after_a_day, async |gw: Gatew
     let stranger_token = gw.log_in(&stranger).await;
     let unverified = gw.wallet("GET", "/wallet/v1/transfers", Some(&stranger_token), json!(null)).await.json();
     assert_eq!(unverified["incoming"].as_array().unwrap().len(), 0, "claimable only after real-name verification");
-    let seq = u32::from_str_radix(&stranger[7..], 10).unwrap();
+    let seq = stranger[7..].parse::<u32>().unwrap();
     post(
         &gw,
         "/wallet/v1/real-name",

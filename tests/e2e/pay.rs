@@ -472,7 +472,7 @@ e2e_tests!(wallet_accounts_refuse_bad_input, async |gw: Gateway| {
     )
     .await;
     assert_eq!((r.status, r.code()), (403, "REAL_NAME_REQUIRED".into()));
-    let bad_id = paykit_tests::resident_id(1).replace(|c: char| c == 'X', "1");
+    let bad_id = paykit_tests::resident_id(1).replace('X', "1");
     let mut bad_id = bad_id.into_bytes();
     bad_id[17] = if bad_id[17] == b'0' { b'1' } else { b'0' };
     let r = post(

@@ -14,7 +14,7 @@ fn client(gw: &Gateway, creds: &paykit_tests::Credentials) -> Client {
 
 async fn sandbox_wallet(gw: &Gateway, name: &str) -> Wallet {
     let phone = random_phone();
-    let seq = u32::from_str_radix(&phone[7..], 10).unwrap();
+    let seq = phone[7..].parse::<u32>().unwrap();
     Wallet::sign_up(&gw.url, &phone, name, &resident_id(seq)).await.unwrap()
 }
 

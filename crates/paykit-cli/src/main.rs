@@ -487,10 +487,10 @@ async fn merchant(cmd: MerchantCommand, config: &GatewayConfig) -> Result<ExitCo
             if name.is_empty() || name.chars().count() > 128 {
                 bail!("--name must be 1 to 128 characters");
             }
-            if let Some(url) = &notify_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    bail!("--notify-url must be an http:// or https:// URL");
-                }
+            if let Some(url) = &notify_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                bail!("--notify-url must be an http:// or https:// URL");
             }
             let (merchant, key) = store.create_merchant(name, notify_url.as_deref(), now()).await?;
             if json {

@@ -37,7 +37,7 @@ pub fn validate(id: &str, today: Date) -> Result<String, IdNumberError> {
     if !last.bytes().all(|b| b.is_ascii_digit() || b == b'X') {
         return Err(IdNumberError::Malformed);
     }
-    if last.chars().next() != Some(expected) {
+    if !last.starts_with(expected) {
         return Err(IdNumberError::BadCheckCharacter);
     }
     let year: i32 = id[6..10].parse().map_err(|_| IdNumberError::Malformed)?;

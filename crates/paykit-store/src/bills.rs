@@ -272,15 +272,15 @@ impl Store {
     ) -> Result<Bill, PayError> {
         let payment_id = ids::new_id("bpy");
         let mut tx = self.begin().await?;
-        if let Some(key) = idempotency {
-            if let Some(previous) = tx.claim_idempotency_key(key, &payment_id, now).await? {
-                tx.rollback().await?;
-                let bill_id: Option<String> = sqlx::query_scalar("SELECT bill_id FROM bill_payments WHERE id = $1")
-                    .bind(&previous)
-                    .fetch_optional(self.reader())
-                    .await?;
-                return self.bill_by_id(&bill_id.ok_or(PayError::NotFound)?).await?.ok_or(PayError::NotFound);
-            }
+        if let Some(key) = idempotency
+            && let Some(previous) = tx.claim_idempotency_key(key, &payment_id, now).await?
+        {
+            tx.rollback().await?;
+            let bill_id: Option<String> = sqlx::query_scalar("SELECT bill_id FROM bill_payments WHERE id = $1")
+                .bind(&previous)
+                .fetch_optional(self.reader())
+                .await?;
+            return self.bill_by_id(&bill_id.ok_or(PayError::NotFound)?).await?.ok_or(PayError::NotFound);
         }
         let moved = sqlx::query(
             "UPDATE bills SET paid_minor = paid_minor + $1, \

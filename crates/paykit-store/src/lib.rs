@@ -409,11 +409,11 @@ fn normalise_url(url: &str) -> Result<(Engine, String)> {
         Some((f, q)) => (f, Some(q)),
         None => (path, None),
     };
-    if file != ":memory:" {
-        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
-        }
+    if file != ":memory:"
+        && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
     }
     let query = query.map_or_else(
         || "mode=rwc".to_owned(),

@@ -646,11 +646,11 @@ impl Store {
     ) -> Result<Payout, PayError> {
         let id = ids::new_id(if kind == "withdrawal" { "wdr" } else { "rpy" });
         let mut tx = self.begin().await?;
-        if let Some(key) = idempotency {
-            if let Some(previous) = tx.claim_idempotency_key(key, &id, now).await? {
-                tx.rollback().await?;
-                return self.payout(user_id, &previous).await?.ok_or(PayError::NotFound);
-            }
+        if let Some(key) = idempotency
+            && let Some(previous) = tx.claim_idempotency_key(key, &id, now).await?
+        {
+            tx.rollback().await?;
+            return self.payout(user_id, &previous).await?.ok_or(PayError::NotFound);
         }
         sqlx::query(
             "INSERT INTO payouts (id, kind, user_id, card_id, funding, amount_minor, fee_minor, currency, status, settle_at_us, created_at_us) \

@@ -247,7 +247,7 @@ engine_tests!(group_commit_keeps_each_writers_outcome_apart, async move |store: 
                 .write(move |tx| {
                     Box::pin(async move {
                         let entry =
-                            JournalEntry::transfer(EntryKind::Payment, &format!("o{i}"), &from, &to, cny("1.00"))
+                            JournalEntry::transfer(EntryKind::Payment, format!("o{i}"), &from, &to, cny("1.00"))
                                 .unwrap();
                         tx.post_entry(&entry, now()).await?;
                         // Every fourth writer fails after writing: only its own work is undone.

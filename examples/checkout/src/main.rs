@@ -181,11 +181,11 @@ async fn notify(State(shop): State<Shop>, headers: HeaderMap, body: axum::body::
     }
     if event.event_type == "payment.succeeded" {
         let otn = event.data["out_trade_no"].as_str().unwrap_or_default();
-        if let Some(o) = shop.orders.lock().unwrap().get_mut(otn) {
-            if !o.paid {
-                o.paid = true;
-                o.times_marked_paid += 1;
-            }
+        if let Some(o) = shop.orders.lock().unwrap().get_mut(otn)
+            && !o.paid
+        {
+            o.paid = true;
+            o.times_marked_paid += 1;
         }
     }
     StatusCode::OK

@@ -230,10 +230,10 @@ pub async fn amend_bill(
     ApiJson(req): ApiJson<Amend>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let amount = req.amount.as_deref().map(|a| parse_amount(&state, "amount", a)).transpose()?;
-    if let Some(d) = &req.due_date {
-        if time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err() {
-            return Err(ApiError::invalid("due_date", "must be a date YYYY-MM-DD"));
-        }
+    if let Some(d) = &req.due_date
+        && time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err()
+    {
+        return Err(ApiError::invalid("due_date", "must be a date YYYY-MM-DD"));
     }
     change(&state, &caller, &bill_no, false, amount, req.due_date.as_deref()).await
 }

@@ -335,16 +335,13 @@ pub async fn top_up(
         request_digest: request_digest(&[&req.card_id, &amount.minor_units().to_string()]),
     });
     // A replay must not reach the bank again: answer it from what the first request made.
-    if let Some(key) = &idempotency {
-        if let Some(previous) = state.store().idempotent_resource(key).await.map_err(ApiError::from)? {
-            let op = state
-                .store()
-                .bank_operation(&user.id, &previous)
-                .await?
-                .ok_or_else(|| ApiError::not_found("top-up"))?;
-            let status = if op.status == "SUCCESS" { StatusCode::OK } else { StatusCode::ACCEPTED };
-            return Ok((status, Json(top_up_view(&op))).into_response());
-        }
+    if let Some(key) = &idempotency
+        && let Some(previous) = state.store().idempotent_resource(key).await.map_err(ApiError::from)?
+    {
+        let op =
+            state.store().bank_operation(&user.id, &previous).await?.ok_or_else(|| ApiError::not_found("top-up"))?;
+        let status = if op.status == "SUCCESS" { StatusCode::OK } else { StatusCode::ACCEPTED };
+        return Ok((status, Json(top_up_view(&op))).into_response());
     }
     let answer = state.bank().debit(&card.bank_token, amount, DebitPurpose::TopUp, now).map_err(bank_error)?;
     let op = state.store().top_up(&user.id, &card.id, amount, answer, idempotency, now).await?;
@@ -627,10 +624,8 @@ pub async fn pay(
         }
         Authorisation::Device(c) => Some(verify_device(&state, &user, &order, &c).await?),
     };
-    if !already_mine {
-        if let Some(held) = risk_check(&state, &user, &order, &req.funding, None).await? {
-            return Ok((StatusCode::ACCEPTED, held).into_response());
-        }
+    if !already_mine && let Some(held) = risk_check(&state, &user, &order, &req.funding, None).await? {
+        return Ok((StatusCode::ACCEPTED, held).into_response());
     }
     let funding = if req.funding == "balance" {
         Funding::Balance
