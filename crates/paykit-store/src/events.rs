@@ -123,14 +123,11 @@ impl Tx {
         if !deliveries.is_empty() {
             let sql = format!(
                 "INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us) VALUES {}",
-                (0..deliveries.len())
-                    .map(|i| format!("(${}, ${}, 'PENDING', 0, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                value_rows(1, 5, deliveries.len())
             );
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (id, url, now) in deliveries {
-                insert = insert.bind(id).bind(url).bind(now.unix_micros());
+                insert = insert.bind(id).bind(url).bind("PENDING").bind(0_i64).bind(now.unix_micros());
             }
             insert.execute(self.conn()).await?;
         }

@@ -41,44 +41,35 @@ enum Together<'a> {
 
 type WorkFn<T, E> = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T, E>> + Send>;
 
-struct TypedJob<T, E> {
-    work: Option<WorkFn<T, E>>,
-    result: Option<Result<T, E>>,
-    reply: oneshot::Sender<Result<T, E>>,
-}
-
-impl<T: Send + 'static, E: From<StoreError> + Send + 'static> Job for TypedJob<T, E> {
-    fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let Some(work) = self.work.take() else { return true };
-            if let Err(e) = enter_savepoint(tx).await {
-                self.result = Some(Err(E::from(e)));
-                return false;
-            }
-            let result = work(tx).await;
-            let kept = leave_savepoint(tx, result.is_ok()).await;
-            self.result = Some(result);
-            kept
-        })
-    }
-
-    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
-        let _ = self.reply.send(answer(commit, self.result));
-    }
-}
-
-/// Work with a set-based way in [`run_batch`] and a job-by-job one for what that leaves.
-trait Settle: Send + Sync + Sized + 'static {
+/// A job's work: run on its own in a savepoint (`alone`), and for some kinds also open to
+/// being settled with set-based statements together with the batch's others (`together`).
+trait Work: Send + Sized + 'static {
     type Out: Send + 'static;
     type Err: From<StoreError> + Send + 'static;
-    fn alone<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Self::Out, Self::Err>>;
-    fn together<'a>(&'a self, outcome: &'a mut Option<Result<Self::Out, Self::Err>>) -> Together<'a>;
+    fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Self::Out, Self::Err>>;
+    fn together<'a>(&'a self, _outcome: &'a mut Option<Result<Self::Out, Self::Err>>) -> Together<'a> {
+        Together::No
+    }
 }
 
-impl Settle for OwnedPay {
+/// Any other write, given as a closure: it runs once, on its own.
+struct Closure<T, E>(Option<WorkFn<T, E>>);
+
+impl<T: Send + 'static, E: From<StoreError> + Send + 'static> Work for Closure<T, E> {
+    type Out = T;
+    type Err = E;
+    fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<T, E>> {
+        match self.0.take() {
+            Some(work) => work(tx),
+            None => Box::pin(async { Err(E::from(StoreError::GroupCommit("the work already ran".into()))) }),
+        }
+    }
+}
+
+impl Work for OwnedPay {
     type Out = Order;
     type Err = PayError;
-    fn alone<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Order, PayError>> {
+    fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Order, PayError>> {
         Box::pin(tx.pay_order(self))
     }
     fn together<'a>(&'a self, outcome: &'a mut Option<Result<Order, PayError>>) -> Together<'a> {
@@ -86,10 +77,10 @@ impl Settle for OwnedPay {
     }
 }
 
-impl Settle for Order {
+impl Work for Order {
     type Out = Created;
     type Err = StoreError;
-    fn alone<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Created, StoreError>> {
+    fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Created, StoreError>> {
         Box::pin(tx.insert_order(self))
     }
     fn together<'a>(&'a self, outcome: &'a mut Option<Result<Created, StoreError>>) -> Together<'a> {
@@ -97,26 +88,35 @@ impl Settle for Order {
     }
 }
 
-struct SettleJob<W: Settle> {
+struct WorkJob<W: Work> {
     work: W,
     result: Option<Result<W::Out, W::Err>>,
     reply: oneshot::Sender<Result<W::Out, W::Err>>,
 }
 
-impl<W: Settle> Job for SettleJob<W> {
+impl<W: Work> Job for WorkJob<W> {
     fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             if self.result.is_some() {
                 return true;
             }
-            if let Err(e) = enter_savepoint(tx).await {
+            // Not Tx::in_savepoint: a job whose savepoint could not be undone still reports
+            // its own outcome (the batch then fails as a whole).
+            if let Err(e) = tx.execute_raw("SAVEPOINT group_job").await {
                 self.result = Some(Err(e.into()));
                 return false;
             }
             let result = self.work.alone(tx).await;
-            let kept = leave_savepoint(tx, result.is_ok()).await;
+            let undo = if result.is_ok() {
+                tx.execute_raw("RELEASE SAVEPOINT group_job").await
+            } else {
+                match tx.execute_raw("ROLLBACK TO SAVEPOINT group_job").await {
+                    Ok(()) => tx.execute_raw("RELEASE SAVEPOINT group_job").await,
+                    Err(e) => Err(e),
+                }
+            };
             self.result = Some(result);
-            kept
+            undo.is_ok()
         })
     }
 
@@ -127,25 +127,6 @@ impl<W: Settle> Job for SettleJob<W> {
     fn together(&mut self) -> Together<'_> {
         self.work.together(&mut self.result)
     }
-}
-
-/// Opens a job's savepoint.
-async fn enter_savepoint(tx: &mut Tx) -> Result<(), StoreError> {
-    tx.execute_raw("SAVEPOINT group_job").await
-}
-
-/// Keeps the job's savepoint if it succeeded (`keep`), else undoes it; false when the
-/// transaction broke.
-async fn leave_savepoint(tx: &mut Tx, keep: bool) -> bool {
-    let undo = if keep {
-        tx.execute_raw("RELEASE SAVEPOINT group_job").await
-    } else {
-        match tx.execute_raw("ROLLBACK TO SAVEPOINT group_job").await {
-            Ok(()) => tx.execute_raw("RELEASE SAVEPOINT group_job").await,
-            Err(e) => Err(e),
-        }
-    };
-    undo.is_ok()
 }
 
 /// A job's answer once the batch's fate is known.
@@ -178,30 +159,21 @@ impl GroupCommit {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        self.queue(Box::new(TypedJob { work: Some(work), result: None, reply }), answer).await
+        self.queue(Closure(Some(work))).await
     }
 
     pub(crate) async fn pay(&self, pay: OwnedPay) -> Result<Order, PayError> {
-        self.settle(pay).await
+        self.queue(pay).await
     }
 
     pub(crate) async fn create_order(&self, order: Order) -> Result<Created, StoreError> {
-        self.settle(order).await
+        self.queue(order).await
     }
 
-    async fn settle<W: Settle>(&self, work: W) -> Result<W::Out, W::Err> {
+    async fn queue<W: Work>(&self, work: W) -> Result<W::Out, W::Err> {
         let (reply, answer) = oneshot::channel();
-        self.queue(Box::new(SettleJob { work, result: None, reply }), answer).await
-    }
-
-    async fn queue<T, E: From<StoreError>>(
-        &self,
-        job: Box<dyn Job>,
-        answer: oneshot::Receiver<Result<T, E>>,
-    ) -> Result<T, E> {
-        let stopped = || E::from(StoreError::GroupCommit("the commit pipeline has stopped".into()));
-        self.lane.send(job).map_err(|_| stopped())?;
+        let stopped = || W::Err::from(StoreError::GroupCommit("the commit pipeline has stopped".into()));
+        self.lane.send(Box::new(WorkJob { work, result: None, reply })).map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 }

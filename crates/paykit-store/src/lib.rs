@@ -313,20 +313,25 @@ impl Tx {
     where
         F: AsyncFnOnce(&mut Tx) -> Result<T>,
     {
+        self.in_savepoint(op).await?
+    }
+
+    /// [`Tx::savepoint`] keeping the two failures apart: the outer `Err` says the
+    /// transaction itself broke (the savepoint could not be taken or undone), the inner
+    /// one is `op`'s own, whose writes are gone while the transaction carries on.
+    pub(crate) async fn in_savepoint<T, E, F>(&mut self, op: F) -> Result<Result<T, E>>
+    where
+        F: AsyncFnOnce(&mut Tx) -> Result<T, E>,
+    {
         self.savepoints += 1;
         let name = format!("sp{}", self.savepoints);
         self.execute_raw(&format!("SAVEPOINT {name}")).await?;
-        match op(self).await {
-            Ok(v) => {
-                self.execute_raw(&format!("RELEASE SAVEPOINT {name}")).await?;
-                Ok(v)
-            }
-            Err(e) => {
-                self.execute_raw(&format!("ROLLBACK TO SAVEPOINT {name}")).await?;
-                self.execute_raw(&format!("RELEASE SAVEPOINT {name}")).await?;
-                Err(e)
-            }
+        let outcome = op(self).await;
+        if outcome.is_err() {
+            self.execute_raw(&format!("ROLLBACK TO SAVEPOINT {name}")).await?;
         }
+        self.execute_raw(&format!("RELEASE SAVEPOINT {name}")).await?;
+        Ok(outcome)
     }
 
     pub(crate) async fn execute_raw(&mut self, sql: &str) -> Result<()> {

@@ -231,16 +231,8 @@ impl Store {
         .bind(nonce)
         .fetch_optional(self.reader())
         .await?;
-        row.map(|r| {
-            let key = SigningKey {
-                key_id: key_id.to_owned(),
-                party_kind: party_kind.to_owned(),
-                party_id: party_id.to_owned(),
-                secret: r.try_get(0)?,
-            };
-            Ok((key, r.try_get::<i64, _>(1)? != 0))
-        })
-        .transpose()
+        row.map(|r| Ok((signing_key(party_kind, party_id, key_id, r.try_get(0)?), r.try_get::<i64, _>(1)? != 0)))
+            .transpose()
     }
 
     /// The active key `key_id` of the given party, for checking a signature.
@@ -258,16 +250,12 @@ impl Store {
         .bind(party_id)
         .fetch_optional(self.reader())
         .await?;
-        row.map(|r| {
-            Ok(SigningKey {
-                key_id: key_id.to_owned(),
-                party_kind: party_kind.to_owned(),
-                party_id: party_id.to_owned(),
-                secret: r.try_get(0)?,
-            })
-        })
-        .transpose()
+        row.map(|r| Ok(signing_key(party_kind, party_id, key_id, r.try_get(0)?))).transpose()
     }
+}
+
+fn signing_key(party_kind: &str, party_id: &str, key_id: &str, secret: String) -> SigningKey {
+    SigningKey { key_id: key_id.to_owned(), party_kind: party_kind.to_owned(), party_id: party_id.to_owned(), secret }
 }
 
 pub(crate) async fn issue_key(

@@ -69,40 +69,29 @@ impl NonceWriter {
 }
 
 /// A signed read's nonce, in flight in this process from its claim until it is spent
-/// (handed to the writer) or dropped (released: the request was refused or went away).
+/// (handed to the writer, which clears it after the commit) or dropped (released: the
+/// request was refused or went away).
 pub struct ReadNonce<'a> {
-    claim: InFlight<'a>,
+    writer: &'a NonceWriter,
+    /// None once handed to the writer.
+    key: Option<(String, String)>,
 }
 
 impl ReadNonce<'_> {
     /// Spends the nonce, which the caller has found not stored (after claiming it): it is
     /// written behind the read.
-    pub fn spend(self, now: Timestamp) -> Result<()> {
-        let writer = self.claim.writer;
-        let Some((party_id, nonce)) = self.claim.key.clone() else { return Ok(()) };
+    pub fn spend(mut self, now: Timestamp) -> Result<()> {
+        let Some((party_id, nonce)) = self.key.clone() else { return Ok(()) };
         let spent = Spent { party_id, nonce, at: now, reply: None };
-        if writer.queue.send(spent).is_err() {
+        if self.writer.queue.send(spent).is_err() {
             return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
         }
-        self.claim.handed_over();
+        self.key = None;
         Ok(())
     }
 }
 
-/// A nonce marked in flight by a read, until the writer takes it over.
-struct InFlight<'a> {
-    writer: &'a NonceWriter,
-    key: Option<(String, String)>,
-}
-
-impl InFlight<'_> {
-    /// The writer owns the mark now (it clears it after the commit).
-    fn handed_over(mut self) {
-        self.key = None;
-    }
-}
-
-impl Drop for InFlight<'_> {
+impl Drop for ReadNonce<'_> {
     fn drop(&mut self) {
         if let Some(key) = &self.key {
             self.writer.release(key);
@@ -221,7 +210,7 @@ impl Store {
         if !writer.claim(&key) {
             return None;
         }
-        Some(ReadNonce { claim: InFlight { writer, key: Some(key) } })
+        Some(ReadNonce { writer, key: Some(key) })
     }
 
     /// Forgets nonces old enough that their requests' timestamps are outside the window

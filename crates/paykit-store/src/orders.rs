@@ -128,16 +128,10 @@ impl Tx {
     /// failed — say on one order's bad text — and nothing of it was kept) is left to
     /// [`Tx::insert_order`], which says why.
     pub(crate) async fn insert_orders_together(&mut self, orders: &[&Order]) -> Result<Vec<bool>> {
-        self.execute_raw("SAVEPOINT orders_together").await?;
-        match insert_order_rows(self.conn(), orders).await {
-            Ok(inserted) => {
-                self.execute_raw("RELEASE SAVEPOINT orders_together").await?;
-                Ok(orders.iter().map(|o| inserted.contains(&o.id)).collect())
-            }
+        match self.in_savepoint(async |tx| insert_order_rows(tx.conn(), orders).await).await? {
+            Ok(inserted) => Ok(orders.iter().map(|o| inserted.contains(&o.id)).collect()),
             Err(e) => {
                 tracing::warn!(error = %e, orders = orders.len(), "inserting orders together failed; inserting them one by one");
-                self.execute_raw("ROLLBACK TO SAVEPOINT orders_together").await?;
-                self.execute_raw("RELEASE SAVEPOINT orders_together").await?;
                 Ok(vec![false; orders.len()])
             }
         }

@@ -56,10 +56,8 @@ impl Tx {
             // One payment alone gains nothing from the set-based path.
             return Ok(settled);
         }
-        self.execute_raw("SAVEPOINT pay_together").await?;
-        match self.settle_together(pays, taken, &mut settled).await {
+        match self.in_savepoint(async |tx| tx.settle_together(pays, taken, &mut settled).await).await? {
             Ok(()) => {
-                self.execute_raw("RELEASE SAVEPOINT pay_together").await?;
                 metrics::counter!("paykit_payments_settled_together")
                     .increment(settled.iter().filter(|s| s.is_some()).count() as u64);
                 Ok(settled)
@@ -67,8 +65,6 @@ impl Tx {
             Err(e) => {
                 tracing::warn!(error = %e, payments = pays.len(), "settling payments together failed; paying them one by one");
                 metrics::counter!("paykit_payments_together_fell_back").increment(1);
-                self.execute_raw("ROLLBACK TO SAVEPOINT pay_together").await?;
-                self.execute_raw("RELEASE SAVEPOINT pay_together").await?;
                 Ok(pays.iter().map(|_| None).collect())
             }
         }
@@ -82,7 +78,7 @@ impl Tx {
             .into_iter()
             .filter(|&i| {
                 let p = pays[i];
-                orders.get(&p.order_id).is_some_and(|o| o.status == OrderStatus::NotPay && o.expire_at > p.now)
+                orders.get(&p.order_id).is_some_and(|o| o.expire_at > p.now)
             })
             .collect();
         if payable.is_empty() {
@@ -175,13 +171,10 @@ impl Tx {
             .collect();
         self.record_device_proofs(&proofs).await?;
 
-        let mut titles: HashMap<&str, String> = HashMap::new();
-        let mut urls: HashMap<&str, Option<String>> = HashMap::new();
+        let mut merchants = HashMap::new();
         for order in &paid {
-            if !titles.contains_key(order.merchant_id.as_str()) {
-                let fixed = self.fixed_merchant(&order.merchant_id).await?;
-                titles.insert(&order.merchant_id, fixed.name);
-                urls.insert(&order.merchant_id, fixed.notify_url);
+            if !merchants.contains_key(order.merchant_id.as_str()) {
+                merchants.insert(order.merchant_id.as_str(), self.fixed_merchant(&order.merchant_id).await?);
             }
         }
         let records: Vec<RecordToPut> = paying
@@ -191,7 +184,7 @@ impl Tx {
                 user_id: &leg.pay.user_id,
                 kind: "payment",
                 reference_id: &order.id,
-                title: &titles[order.merchant_id.as_str()],
+                title: &merchants[order.merchant_id.as_str()].name,
                 signed_amount_minor: -order.amount.minor_units(),
                 funding: Funding::Balance.label(),
                 status: OrderStatus::Success.as_str(),
@@ -207,7 +200,7 @@ impl Tx {
                 party_id: &order.merchant_id,
                 event_type: "payment.succeeded",
                 data: crate::refunds::order_event_data(order),
-                notify_url: order.notify_url.as_deref().or(urls[order.merchant_id.as_str()].as_deref()),
+                notify_url: order.notify_url.as_deref().or(merchants[order.merchant_id.as_str()].notify_url.as_deref()),
                 now: leg.pay.now,
             })
             .collect();

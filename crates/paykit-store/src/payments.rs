@@ -177,17 +177,7 @@ impl Tx {
             "INSERT INTO records (id, user_id, kind, reference_id, title, amount_minor, currency, funding, status, created_at_us, updated_at_us) \
              VALUES {} \
              ON CONFLICT (user_id, kind, reference_id) DO UPDATE SET status = excluded.status, updated_at_us = excluded.updated_at_us",
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, _)| format!(
-                    "({}, 'CNY', {}, ${})",
-                    crate::placeholders(1 + 9 * i, 6),
-                    crate::placeholders(7 + 9 * i, 3),
-                    9 + 9 * i
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::value_rows(1, 11, records.len())
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in records {
@@ -198,8 +188,10 @@ impl Tx {
                 .bind(r.reference_id)
                 .bind(r.title)
                 .bind(r.signed_amount_minor)
+                .bind("CNY")
                 .bind(r.funding)
                 .bind(r.status)
+                .bind(r.now.unix_micros())
                 .bind(r.now.unix_micros());
         }
         insert.execute(self.conn()).await?;
