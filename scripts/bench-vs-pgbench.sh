@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One side-by-side run on the same PostgreSQL with the same client count: pgbench's TPC-B,
 # then paykit's qr-pay, and the ratio of the two rates.
-#   scripts/bench-vs-pgbench.sh [clients=32] [seconds=20] [group commit: on|off, default the engine's (off)]
+#   scripts/bench-vs-pgbench.sh [clients=32] [seconds=20] [group commit: on|off, default on]
 # Needs: a release build (cargo build --release -p paykit-cli), pgbench, and PostgreSQL at
 # PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres). It creates and drops two
 # throwaway databases.

@@ -37,8 +37,8 @@ impl Gateway {
     fn start(db_url: String, db: Option<TestDb>) -> Gateway {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let allow = "{ threshold = 1, action = \"allow\" }";
-        // PAYKIT_CHAOS_GROUP_COMMIT=true|false overrides the engine's default (to put
-        // PostgreSQL's lane, off by default, through the suite).
+        // PAYKIT_CHAOS_GROUP_COMMIT=true|false overrides the default (on), to put the
+        // gateway without its lane through the suite too.
         let group_commit = std::env::var("PAYKIT_CHAOS_GROUP_COMMIT")
             .map(|v| format!("group_commit = {}\n", v == "true"))
             .unwrap_or_default();

@@ -84,8 +84,7 @@ enum Command {
         /// Callbacks scenario: the backlog of events to deliver.
         #[arg(long, default_value_t = 20_000)]
         events: usize,
-        /// Start the gateway with group commit on or off (default: the engine's default,
-        /// on for SQLite, off for PostgreSQL).
+        /// Start the gateway with group commit on or off (default: on).
         #[arg(long, value_parser = ["on", "off"])]
         group_commit: Option<String>,
     },
@@ -411,7 +410,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut _gateway = None;
             let mut gateway_pid = None;
             let started_here = url.is_none();
-            let group_commit = group_commit.map_or(store.engine() == paykit_store::Engine::Sqlite, |g| g == "on");
+            let group_commit = group_commit.is_none_or(|g| g == "on");
             let url = match url {
                 Some(u) => u,
                 None => {
@@ -453,7 +452,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 async fn serve(config: GatewayConfig) -> Result<()> {
     let mut store = open_store(&config).await?;
-    if config.group_commit.unwrap_or(store.engine() == paykit_store::Engine::Sqlite) {
+    if config.group_commit {
         store = store.with_group_commit(config.group_commit_max_batch);
     }
     let tls = match (&config.tls_cert, &config.tls_key) {

@@ -88,10 +88,10 @@ pub struct GatewayConfig {
     pub sandbox_payout_secs: i64,
     /// Risk rules (`[risk]` table): each `{ threshold = N, action = "allow" | "hold" | "block" }`.
     pub risk: paykit_core::risk::RiskRules,
-    /// Group concurrent payments (and the writes around them) into shared commits. Unset:
-    /// on for SQLite, where it multiplies throughput; off for PostgreSQL, where it is a few
-    /// per cent faster but can wait in a lock cycle with writes outside it (ARCHITECTURE.md).
-    pub group_commit: Option<bool>,
+    /// Group concurrent payments into shared commits: on SQLite every write, where it
+    /// multiplies throughput; on PostgreSQL the balance payments it settles together
+    /// (ARCHITECTURE.md, "Settled together"). On unless set to false.
+    pub group_commit: bool,
     /// The most writes one shared commit takes.
     pub group_commit_max_batch: usize,
 }
@@ -126,7 +126,7 @@ impl Default for GatewayConfig {
             withdrawal_free_quota: "1000.00".to_owned(),
             sandbox_payout_secs: 30,
             risk: paykit_core::risk::RiskRules::default(),
-            group_commit: None,
+            group_commit: true,
             group_commit_max_batch: 64,
         }
     }

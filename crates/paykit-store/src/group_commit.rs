@@ -7,15 +7,37 @@
 //! The lane is one task with one connection at a time: it takes whatever is queued (up to
 //! a batch), settles the batch's new orders and balance payments with set-based statements
 //! (see [`crate::pay_together`]), runs every other piece of work in a savepoint, commits,
-//! then answers everyone.
+//! then answers everyone. On PostgreSQL only payments join the lane, and its transaction
+//! holds only what it settles together ([`Scope::SettledOnly`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::orders::{Created, Order};
 use crate::payments::{OwnedPay, PayError};
-use crate::{BoxFuture, Store, StoreError, Tx};
+use crate::{BoxFuture, Engine, Store, StoreError, Tx};
+
+/// What a batch's transaction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every job, each in a savepoint: SQLite, whose lane holds its one writer anyway and
+    /// has no row locks.
+    EveryJob,
+    /// Only the payments settled together (PostgreSQL). Their locks are taken in the order
+    /// every writer takes them — orders by id, then balance rows by (account, shard) — so
+    /// the batch cannot wait in a cycle with a transaction outside it. Job-by-job work would
+    /// add locks in no order common to the batch, and a cycle with an outside writer would
+    /// stall every write behind the lane until `deadlock_timeout`. So everything else runs
+    /// in a transaction of its own once the batch is done (work on one order in batch order).
+    SettledOnly,
+}
+
+/// How long a PostgreSQL batch waits for a row lock before it gives up settling together
+/// and leaves its payments to run on their own: a lock held that long is not another
+/// payment's, and the lane must not sit behind it.
+const LANE_LOCK_TIMEOUT: &str = "250ms";
 
 /// One request's work inside a shared transaction.
 trait Job: Send {
@@ -30,6 +52,12 @@ trait Job: Send {
     fn together(&mut self) -> Together<'_> {
         Together::No
     }
+    /// Whether the job has its outcome (the batch settled it or ran it).
+    fn done(&self) -> bool;
+    /// Jobs with the same key that run on their own run one after another, in batch order.
+    fn serial_key(&self) -> Option<&str>;
+    /// Runs the work in a transaction of its own on `store` and answers the request.
+    fn run_on_its_own(self: Box<Self>, store: Store) -> BoxFuture<'static, ()>;
 }
 
 /// What a batch can settle with set-based statements instead of job by job.
@@ -49,6 +77,9 @@ trait Work: Send + Sized + 'static {
     fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Self::Out, Self::Err>>;
     fn together<'a>(&'a self, _outcome: &'a mut Option<Result<Self::Out, Self::Err>>) -> Together<'a> {
         Together::No
+    }
+    fn serial_key(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -74,6 +105,9 @@ impl Work for OwnedPay {
     }
     fn together<'a>(&'a self, outcome: &'a mut Option<Result<Order, PayError>>) -> Together<'a> {
         Together::Payment(self, outcome)
+    }
+    fn serial_key(&self) -> Option<&str> {
+        Some(&self.order_id)
     }
 }
 
@@ -127,6 +161,22 @@ impl<W: Work> Job for WorkJob<W> {
     fn together(&mut self) -> Together<'_> {
         self.work.together(&mut self.result)
     }
+
+    fn done(&self) -> bool {
+        self.result.is_some()
+    }
+
+    fn serial_key(&self) -> Option<&str> {
+        self.work.serial_key()
+    }
+
+    fn run_on_its_own(self: Box<Self>, store: Store) -> BoxFuture<'static, ()> {
+        let WorkJob { mut work, reply, .. } = *self;
+        Box::pin(async move {
+            let outcome = store.write(move |tx| Box::pin(async move { work.alone(tx).await })).await;
+            let _ = reply.send(outcome);
+        })
+    }
 }
 
 /// A job's answer once the batch's fate is known.
@@ -143,6 +193,9 @@ fn answer<T, E: From<StoreError>>(commit: Result<(), &StoreError>, result: Optio
 /// A store's group commit: one lane (see [`crate::Store::with_group_commit`] for why one).
 pub(crate) struct GroupCommit {
     lane: mpsc::UnboundedSender<Box<dyn Job>>,
+    /// Taken by the lane before each batch; held by a test that wants to queue a known
+    /// batch (`Store::pause_group_commit`).
+    gate: Arc<Mutex<()>>,
 }
 
 impl GroupCommit {
@@ -150,8 +203,19 @@ impl GroupCommit {
     /// would keep its own queue alive forever).
     pub(crate) fn start(store: &Store, max_batch: usize) -> Arc<GroupCommit> {
         let (lane, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run_lane(store.clone(), queue, max_batch.max(1)));
-        Arc::new(GroupCommit { lane })
+        let gate = Arc::new(Mutex::new(()));
+        let scope = match store.engine() {
+            Engine::Sqlite => Scope::EveryJob,
+            Engine::Postgres => Scope::SettledOnly,
+        };
+        tokio::spawn(run_lane(store.clone(), queue, max_batch.max(1), scope, gate.clone()));
+        Arc::new(GroupCommit { lane, gate })
+    }
+
+    /// Holds the lane before its next batch until the guard is dropped.
+    #[cfg(feature = "testing")]
+    pub(crate) async fn pause(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.gate.clone().lock_owned().await
     }
 
     pub(crate) async fn run<T, E>(&self, work: WorkFn<T, E>) -> Result<T, E>
@@ -178,26 +242,74 @@ impl GroupCommit {
     }
 }
 
-async fn run_lane(store: Store, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>, max_batch: usize) {
+async fn run_lane(
+    store: Store,
+    mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    max_batch: usize,
+    scope: Scope,
+    gate: Arc<Mutex<()>>,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
+        drop(gate.lock().await);
+        while batch.len() < max_batch
+            && let Ok(job) = queue.try_recv()
+        {
+            batch.push(job);
+        }
         let started = std::time::Instant::now();
-        let outcome = run_batch(&store, &mut batch).await;
+        let outcome = run_batch(&store, &mut batch, scope).await;
         metrics::histogram!("paykit_group_commit_batch_size").record(batch.len() as f64);
         metrics::histogram!("paykit_group_commit_batch_seconds").record(started.elapsed().as_secs_f64());
+        // Jobs the batch did not run (SettledOnly) run on their own, whatever became of
+        // the batch: nothing of theirs was in it.
+        let mut on_their_own: Vec<Vec<Box<dyn Job>>> = Vec::new();
+        let mut serial: HashMap<String, usize> = HashMap::new();
         for job in batch.drain(..) {
-            job.finish(outcome.as_ref().map(|_| ()));
+            if scope == Scope::EveryJob || job.done() {
+                job.finish(outcome.as_ref().map(|_| ()));
+                continue;
+            }
+            let line = match job.serial_key() {
+                Some(key) => *serial.entry(key.to_owned()).or_insert_with(|| {
+                    on_their_own.push(Vec::new());
+                    on_their_own.len() - 1
+                }),
+                None => {
+                    on_their_own.push(Vec::new());
+                    on_their_own.len() - 1
+                }
+            };
+            on_their_own[line].push(job);
+        }
+        for jobs in on_their_own {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for job in jobs {
+                    job.run_on_its_own(store.clone()).await;
+                }
+            });
         }
     }
 }
 
-async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>], scope: Scope) -> Result<(), StoreError> {
+    if scope == Scope::SettledOnly && !worth_settling_together(batch) {
+        return Ok(());
+    }
     let mut tx = store.begin().await?;
-    if let Err(e) = settle_together(&mut tx, batch).await {
+    let settled = match scope {
+        Scope::EveryJob => settle_together(&mut tx, batch).await,
+        Scope::SettledOnly => match tx.execute_raw(&format!("SET LOCAL lock_timeout = '{LANE_LOCK_TIMEOUT}'")).await {
+            Ok(()) => settle_together(&mut tx, batch).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = settled {
         let _ = tx.rollback().await;
         return Err(StoreError::GroupCommit(format!("the shared transaction broke: {e}")));
     }
-    for job in batch.iter_mut() {
+    for job in batch.iter_mut().filter(|_| scope == Scope::EveryJob) {
         if !job.run(&mut tx).await {
             let _ = tx.rollback().await;
             return Err(StoreError::GroupCommit("the shared transaction broke".into()));
@@ -207,6 +319,18 @@ async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>]) -> Result<(), Stor
     let committed = tx.commit().await;
     metrics::histogram!("paykit_group_commit_commit_seconds").record(committing.elapsed().as_secs_f64());
     committed
+}
+
+/// Whether the batch has payments to settle together (else, on PostgreSQL, it needs no
+/// transaction of its own).
+fn worth_settling_together(batch: &mut [Box<dyn Job>]) -> bool {
+    let mut pays = Vec::new();
+    for job in batch.iter_mut() {
+        if let Together::Payment(pay, _) = job.together() {
+            pays.push(pay);
+        }
+    }
+    !crate::pay_together::taken_together(&pays).is_empty()
 }
 
 /// Settles the batch's new orders, then its payments, with set-based statements; what

@@ -188,10 +188,10 @@ impl Store {
         }
     }
 
-    /// Routes [`Store::write`] through a commit pipeline that groups up to `max_batch`
-    /// concurrent writes into one transaction. One lane: batches held by parallel lanes lock
-    /// many balance rows each, in no common order, and deadlock one another on PostgreSQL
-    /// (measured; ARCHITECTURE.md). Needs a Tokio runtime.
+    /// Routes writes through a commit pipeline that groups up to `max_batch` concurrent
+    /// ones into one transaction: on SQLite every write (see [`Store::write_lane`]), on
+    /// PostgreSQL the payments it can settle together. One lane: parallel lanes' batches
+    /// would each hold many balance rows at once. Needs a Tokio runtime.
     pub fn with_group_commit(mut self, max_batch: usize) -> Store {
         let plain = Store { group_commit: None, nonce_writer: Arc::default(), ..self.clone() };
         self.group_commit = Some(group_commit::GroupCommit::start(&plain, max_batch));
@@ -207,7 +207,7 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T, E>> + Send + 'static,
     {
-        if let Some(group) = &self.group_commit {
+        if let Some(group) = self.write_lane() {
             return group.run(Box::new(work)).await;
         }
         let mut tx = self.begin().await?;
@@ -223,8 +223,8 @@ impl Store {
         }
     }
 
-    /// [`Store::write`] for work that is one statement: it joins the [statement
-    /// lane](Store::statement_lane) if there is one, else runs on its own (one statement
+    /// [`Store::write`] for work that is one statement: it joins the [write
+    /// lane](Store::write_lane) if there is one, else runs on its own (one statement
     /// commits by itself: no BEGIN and COMMIT round trips).
     pub(crate) async fn write_statement<T, E, F>(&self, work: F) -> Result<T, E>
     where
@@ -232,18 +232,29 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: for<'a> FnOnce(&'a mut sqlx::AnyConnection) -> BoxFuture<'a, Result<T, E>> + Send + 'static,
     {
-        if let Some(group) = self.statement_lane() {
+        if let Some(group) = self.write_lane() {
             return group.run(Box::new(move |tx: &mut Tx| work(tx.conn()))).await;
         }
         let mut conn = self.writer.acquire().await.map_err(StoreError::from)?;
         work(&mut conn).await
     }
 
-    /// The group commit a single statement joins: SQLite's, whose lane holds the one
-    /// writer. On PostgreSQL a statement on its own connection commits by itself, in
-    /// parallel with the lane instead of waiting behind its serial work.
-    fn statement_lane(&self) -> Option<&group_commit::GroupCommit> {
+    /// The group commit every write joins: SQLite's, whose lane holds the one writer. On
+    /// PostgreSQL only payments join the lane ([`Store::pay_order`]); any other write
+    /// commits on its own connection, in parallel with the lane instead of behind it, and
+    /// out of the lane's transaction, whose locks must all come in one order.
+    fn write_lane(&self) -> Option<&group_commit::GroupCommit> {
         self.group_commit.as_deref().filter(|_| self.engine == Engine::Sqlite)
+    }
+
+    /// Holds the group-commit lane before its next batch until the guard is dropped, so a
+    /// test can queue a batch it knows. None without group commit.
+    #[cfg(feature = "testing")]
+    pub async fn pause_group_commit(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.group_commit {
+            Some(group) => Some(group.pause().await),
+            None => None,
+        }
     }
 
     pub fn engine(&self) -> Engine {

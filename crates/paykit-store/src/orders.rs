@@ -186,7 +186,7 @@ impl Tx {
 impl Store {
     /// Creates an order, or returns the merchant's existing one with the same out_trade_no.
     pub async fn create_order(&self, order: &Order) -> Result<Created> {
-        if let Some(group) = self.statement_lane() {
+        if let Some(group) = self.write_lane() {
             return group.create_order(order.clone()).await;
         }
         let row = order.clone();

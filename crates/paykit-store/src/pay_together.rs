@@ -10,7 +10,9 @@
 //! this path cannot decide by itself — a card, an idempotency key, an order that is not
 //! payable now (its answer depends on who paid it), an account not opened yet, an order
 //! that an earlier payment in the batch also pays — it leaves to `pay_order`, which runs
-//! after it in the same transaction.
+//! after it: on SQLite in the same transaction, on PostgreSQL in a transaction of its own
+//! once the batch has committed (those on one order still in batch order), so that the
+//! batch holds only the locks this path takes, in one order (see `group_commit.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -37,23 +39,28 @@ struct Leg<'p> {
     merchant: AccountMeta,
 }
 
+/// The payments (indexes into `pays`) this path takes: balance payments without an
+/// idempotency key, each the first payment of its order in the batch (whatever that first
+/// one's funding). None when fewer than two: one payment alone gains nothing here.
+pub(crate) fn taken_together(pays: &[&OwnedPay]) -> Vec<usize> {
+    let mut orders_seen = HashSet::new();
+    let taken: Vec<usize> = (0..pays.len())
+        .filter(|&i| {
+            let p = pays[i];
+            orders_seen.insert(p.order_id.as_str()) && p.funding == Funding::Balance && p.idempotency.is_none()
+        })
+        .collect();
+    if taken.len() < 2 { Vec::new() } else { taken }
+}
+
 impl Tx {
     /// Settles what it can of `pays`, inside a savepoint: on a database error nothing of
     /// it is kept and every payment is left to run on its own. Err only when the
     /// transaction itself broke.
     pub(crate) async fn pay_orders_together(&mut self, pays: &[&OwnedPay]) -> Result<Vec<Settled>> {
         let mut settled: Vec<Settled> = pays.iter().map(|_| None).collect();
-        // Balance payments without an idempotency key, each the first payment of its order
-        // in the batch (whatever that first one's funding).
-        let mut orders_seen = HashSet::new();
-        let taken: Vec<usize> = (0..pays.len())
-            .filter(|&i| {
-                let p = pays[i];
-                orders_seen.insert(p.order_id.as_str()) && p.funding == Funding::Balance && p.idempotency.is_none()
-            })
-            .collect();
-        if taken.len() < 2 {
-            // One payment alone gains nothing from the set-based path.
+        let taken = taken_together(pays);
+        if taken.is_empty() {
             return Ok(settled);
         }
         match self.in_savepoint(async |tx| tx.settle_together(pays, taken, &mut settled).await).await? {

@@ -408,6 +408,92 @@ fn dynamic_order(merchant_id: &str, out_trade_no: &str, amount: &str) -> paykit_
 }
 
 engine_tests!(
+    a_row_locked_outside_the_lane_does_not_hold_up_its_other_payments,
+    async move |store: Store, db: &TestDb| {
+        use paykit_core::order::OrderStatus;
+        use paykit_store::payments::{Funding, PayOrder};
+        if db.engine == Engine::Sqlite {
+            return; // no row locks: SQLite's one writer is the lane itself
+        }
+        let (merchant, _) = store.create_merchant("Shop", None, now()).await.unwrap();
+        open(&store, "merchant", &merchant.id, AccountKind::MerchantSettlement).await;
+        let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
+        let mut payers = Vec::new();
+        for phone in ["13800000001", "13800000002"] {
+            let user = store.create_user(phone, "hash", now()).await.unwrap().unwrap();
+            let wallet = open(&store, "user", &user.id, AccountKind::WalletBalance).await;
+            post(&store, EntryKind::TopUp, &bank.id, &wallet.id, "100.00").await.unwrap();
+            payers.push((user.id, wallet.id));
+        }
+        let grouped = store.clone().with_group_commit(64);
+        let pay_two = |user: String, tag: &'static str| {
+            let (grouped, merchant) = (grouped.clone(), merchant.id.clone());
+            async move {
+                let mut orders = Vec::new();
+                for i in 0..2 {
+                    let order = dynamic_order(&merchant, &format!("{tag}{i}"), "1.00");
+                    grouped.create_order(&order).await.unwrap();
+                    orders.push(order.id);
+                }
+                let lane = grouped.clone();
+                let pay = move |order_id: String| {
+                    let (grouped, user) = (lane.clone(), user.clone());
+                    tokio::spawn(async move {
+                        let p = PayOrder {
+                            order_id: &order_id,
+                            user_id: &user,
+                            funding: Funding::Balance,
+                            confirmed_by_device: None,
+                            idempotency: None,
+                            now: now(),
+                        };
+                        grouped.pay_order(p).await
+                    })
+                };
+                let held = grouped.pause_group_commit().await.unwrap();
+                let tasks: Vec<_> = orders.into_iter().map(pay).collect();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                drop(held);
+                tasks
+            }
+        };
+
+        // Another writer holds the first payer's balance row, as a long transaction would.
+        let raw = raw_pool(db).await;
+        let mut holder = raw.begin().await.unwrap();
+        sqlx::query("SELECT balance_minor FROM account_balances WHERE account_id = $1 FOR UPDATE")
+            .bind(&payers[0].1)
+            .fetch_all(&mut *holder)
+            .await
+            .unwrap();
+        // A batch that needs that row gives its payments up to run on their own (where they
+        // wait for the row like any other writer) instead of holding the lane...
+        let waiting = pay_two(payers[0].0.clone(), "A").await;
+        // ...so the next batch's payments go through while the row is still held.
+        for task in pay_two(payers[1].0.clone(), "B").await {
+            let paid = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+                .await
+                .expect("a payment behind a batch that waits for a locked row")
+                .unwrap();
+            assert!(matches!(&paid, Ok(o) if o.status == OrderStatus::Success), "{paid:?}");
+        }
+        for task in &waiting {
+            assert!(!task.is_finished(), "the payments from the locked wallet wait for its row");
+        }
+        holder.commit().await.unwrap();
+        for task in waiting {
+            let paid = task.await.unwrap();
+            assert!(matches!(&paid, Ok(o) if o.status == OrderStatus::Success), "{paid:?}");
+        }
+        for (_, wallet) in &payers {
+            assert_eq!(store.balance(wallet).await.unwrap(), cny("98.00"));
+        }
+        let report = store.verify_ledger().await.unwrap();
+        assert!(report.is_ok(), "{:?}", report.violations);
+    }
+);
+
+engine_tests!(
     payments_settled_together_have_the_outcomes_of_one_after_another,
     async move |store: Store, db: &TestDb| {
         use paykit_core::order::OrderStatus;
@@ -472,21 +558,9 @@ engine_tests!(
             .await
             .unwrap();
 
-        // Hold the lane with one job until every payment is queued behind it, so that they
-        // all share the next batch.
+        // Hold the lane until every payment is queued, so that they all share one batch.
         let grouped = store.clone().with_group_commit(64);
-        let (release, held) = tokio::sync::oneshot::channel::<()>();
-        let blocker = {
-            let grouped = grouped.clone();
-            tokio::spawn(async move {
-                grouped
-                    .write(move |_tx| {
-                        Box::pin(async move { held.await.map_err(|_| StoreError::Corrupt("dropped".into())) })
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let held = grouped.pause_group_commit().await.expect("group commit is on");
         let mut payments = vec![pay(&orders, 0, &a), pay(&orders, 1, &a), pay(&orders, 2, &a)];
         payments.push(PayOrder { confirmed_by_device: Some("d1"), ..pay(&orders, 3, &b) });
         for (order, user) in [(4, &b), (4, &a), (5, &b), (6, &b), (6, &b), (7, &c)] {
@@ -525,8 +599,7 @@ engine_tests!(
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        release.send(()).unwrap();
-        blocker.await.unwrap().unwrap();
+        drop(held);
         let mut outcomes = Vec::new();
         for t in tasks {
             outcomes.push(t.await.unwrap());
