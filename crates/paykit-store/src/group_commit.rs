@@ -7,8 +7,9 @@
 //! The lane is one task with one connection at a time: it takes whatever is queued (up to
 //! a batch), settles the batch's new orders and balance payments with set-based statements
 //! (see [`crate::pay_together`]), runs every other piece of work in a savepoint, commits,
-//! then answers everyone. On PostgreSQL only payments join the lane, and its transaction
-//! holds only what it settles together ([`Scope::SettledOnly`]).
+//! then answers everyone. On PostgreSQL only balance payments join the lane, and its
+//! transaction holds only what it settles together ([`Scope::SettledOnly`]); the rest of
+//! the batch then runs in transactions of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,18 +26,20 @@ enum Scope {
     /// Every job, each in a savepoint: SQLite, whose lane holds its one writer anyway and
     /// has no row locks.
     EveryJob,
-    /// Only the payments settled together (PostgreSQL). Their locks are taken in the order
-    /// every writer takes them — orders by id, then balance rows by (account, shard) — so
-    /// the batch cannot wait in a cycle with a transaction outside it. Job-by-job work would
-    /// add locks in no order common to the batch, and a cycle with an outside writer would
-    /// stall every write behind the lane until `deadlock_timeout`. So everything else runs
-    /// in a transaction of its own once the batch is done (work on one order in batch order).
+    /// Only the payments settled together (PostgreSQL), which skip rows another
+    /// transaction holds instead of waiting for them (see `pay_together.rs`), so the batch
+    /// cannot wait in a cycle with a transaction outside it, nor behind a long one.
+    /// Job-by-job work would wait for locks taken in no order common to the batch, and a
+    /// cycle with an outside writer would stall every write behind the lane until
+    /// `deadlock_timeout`. So everything else runs in a transaction of its own once the
+    /// batch is done (work on one order in batch order, the rest in parallel); so does the
+    /// work of a batch that failed, whose outcomes were decided against writes now undone.
     SettledOnly,
 }
 
-/// How long a PostgreSQL batch waits for a row lock before it gives up settling together
-/// and leaves its payments to run on their own: a lock held that long is not another
-/// payment's, and the lane must not sit behind it.
+/// A backstop: the batch skips locked rows rather than wait, but should any statement of it
+/// still wait this long for a lock, its settling fails and its payments run on their own
+/// instead of the lane sitting behind it.
 const LANE_LOCK_TIMEOUT: &str = "250ms";
 
 /// One request's work inside a shared transaction.
@@ -195,6 +198,7 @@ pub(crate) struct GroupCommit {
     lane: mpsc::UnboundedSender<Box<dyn Job>>,
     /// Taken by the lane before each batch; held by a test that wants to queue a known
     /// batch (`Store::pause_group_commit`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     gate: Arc<Mutex<()>>,
 }
 
@@ -262,11 +266,14 @@ async fn run_lane(
         metrics::histogram!("paykit_group_commit_batch_size").record(batch.len() as f64);
         metrics::histogram!("paykit_group_commit_batch_seconds").record(started.elapsed().as_secs_f64());
         // Jobs the batch did not run (SettledOnly) run on their own, whatever became of
-        // the batch: nothing of theirs was in it.
+        // the batch: nothing of theirs was in it. After a failed batch, so do its settled
+        // ones: a refusal decided against its undone writes (a wallet emptied by payments
+        // that did not commit) would be wrong, and paying again is safe — a payment that did
+        // commit after all comes back as this payer's.
         let mut on_their_own: Vec<Vec<Box<dyn Job>>> = Vec::new();
         let mut serial: HashMap<String, usize> = HashMap::new();
         for job in batch.drain(..) {
-            if scope == Scope::EveryJob || job.done() {
+            if scope == Scope::EveryJob || (job.done() && outcome.is_ok()) {
                 job.finish(outcome.as_ref().map(|_| ()));
                 continue;
             }

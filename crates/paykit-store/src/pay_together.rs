@@ -4,7 +4,8 @@
 //! statements each: on a CPU-bound database the statements, not the commits, are the cost.
 //!
 //! The outcomes are those of [`Tx::pay_order`] run one after another: first the payments
-//! settled here, in batch order, then everything else in the batch, in batch order. Every
+//! settled here, in batch order, then everything else in the batch, in batch order (on
+//! PostgreSQL, in batch order for each order; see below). Every
 //! request in a batch is answered only after its commit and all were queued before it
 //! began, so they are concurrent and that serial order is as valid as any other. Whatever
 //! this path cannot decide by itself — a card, an idempotency key, an order that is not
@@ -25,6 +26,10 @@ use crate::ledger::{AccountMeta, Owner, pick_shard};
 use crate::orders::{ORDER_COLUMNS, Order, order_from_row};
 use crate::payments::{Funding, OwnedPay, PayError, RecordToPut};
 use crate::{Engine, Result, StoreError, Tx, ids, placeholders, value_rows};
+
+/// How many shards of a merchant account a batch tries before it leaves the merchant's
+/// payments to run on their own (every one it picked was held by another transaction).
+const MERCHANT_SHARD_TRIES: usize = 3;
 
 /// A payment's outcome from [`Tx::pay_orders_together`]; `None` when it was left to
 /// [`Tx::pay_order`].
@@ -47,10 +52,16 @@ pub(crate) fn taken_together(pays: &[&OwnedPay]) -> Vec<usize> {
     let taken: Vec<usize> = (0..pays.len())
         .filter(|&i| {
             let p = pays[i];
-            orders_seen.insert(p.order_id.as_str()) && p.funding == Funding::Balance && p.idempotency.is_none()
+            orders_seen.insert(p.order_id.as_str()) && may_settle_together(p)
         })
         .collect();
     if taken.len() < 2 { Vec::new() } else { taken }
+}
+
+/// Whether this path can take a payment at all: from the balance, without an idempotency
+/// key.
+pub(crate) fn may_settle_together(p: &OwnedPay) -> bool {
+    p.funding == Funding::Balance && p.idempotency.is_none()
 }
 
 impl Tx {
@@ -119,25 +130,40 @@ impl Tx {
             }
         }
 
-        // One shard per merchant account for the whole batch: a hot merchant's payments
-        // then touch one of its rows per commit, and different batches different rows.
+        // Balance rows another transaction holds are skipped, not waited for, so the batch
+        // never waits on a lock and cannot sit in a cycle or behind a long transaction: a
+        // payment whose wallet row is taken is left to run on its own (and wait there like
+        // any writer). One shard per merchant account for the whole batch — a hot
+        // merchant's payments then touch one of its rows per commit, and different batches
+        // different rows — and another if the one picked is taken.
+        let wallets: BTreeSet<(String, u16)> = legs.iter().map(|l| (l.wallet.id.clone(), 0)).collect();
+        let mut balances = self.try_lock_balance_rows(&wallets).await?;
+        let merchants: BTreeMap<&str, u16> =
+            legs.iter().map(|l| (l.merchant.id.as_str(), l.merchant.shard_count)).collect();
         let mut shards: HashMap<String, u16> = HashMap::new();
-        for leg in &legs {
-            shards.entry(leg.merchant.id.clone()).or_insert_with(|| pick_shard(leg.merchant.shard_count));
+        for _ in 0..MERCHANT_SHARD_TRIES {
+            let wanted: BTreeSet<(String, u16)> = merchants
+                .iter()
+                .filter(|(id, _)| !shards.contains_key(**id))
+                .map(|(id, &count)| ((*id).to_owned(), pick_shard(count)))
+                .collect();
+            if wanted.is_empty() {
+                break;
+            }
+            for ((id, shard), balance) in self.try_lock_balance_rows(&wanted).await? {
+                shards.insert(id.clone(), shard);
+                balances.insert((id, shard), balance);
+            }
         }
-        let rows: BTreeSet<(String, u16)> = legs
-            .iter()
-            .map(|l| (l.wallet.id.clone(), 0))
-            .chain(shards.iter().map(|(id, &shard)| (id.clone(), shard)))
-            .collect();
-        let mut balances = self.lock_balance_rows(&rows).await?;
 
         // Decide in batch order, as one payment after another would.
         let mut paying = Vec::with_capacity(legs.len());
         for leg in legs {
-            let balance = balances
-                .get_mut(&(leg.wallet.id.clone(), 0))
-                .ok_or_else(|| StoreError::Corrupt("a locked balance row went".into()))?;
+            let (Some(balance), true) =
+                (balances.get_mut(&(leg.wallet.id.clone(), 0)), shards.contains_key(&leg.merchant.id))
+            else {
+                continue;
+            };
             let amount = leg.order.amount.minor_units();
             if *balance >= amount {
                 *balance -= amount;
@@ -218,11 +244,12 @@ impl Tx {
         Ok(())
     }
 
-    /// Those of these orders still waiting for payment, locked in id order (the order
-    /// every batch takes them in); the others are not locked and not returned.
+    /// Those of these orders still waiting for payment and not held by another
+    /// transaction (skipped, not waited for, like the balance rows), locked; the others are
+    /// not locked and not returned.
     async fn lock_orders<'a>(&mut self, ids: impl Iterator<Item = &'a str>) -> Result<HashMap<String, Order>> {
         let ids: BTreeSet<&str> = ids.collect();
-        let lock = if self.engine() == Engine::Postgres { " FOR UPDATE" } else { "" };
+        let lock = if self.engine() == Engine::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) AND status = 'NOTPAY' ORDER BY id{lock}",
             placeholders(1, ids.len())

@@ -310,7 +310,13 @@ impl Store {
             idempotency: p.idempotency,
             now: p.now,
         };
-        if let Some(group) = &self.group_commit {
+        // On PostgreSQL the lane only settles payments together: the others would wait
+        // behind its batch only to run on their own.
+        let lane = self
+            .group_commit
+            .as_deref()
+            .filter(|_| self.engine == crate::Engine::Sqlite || crate::pay_together::may_settle_together(&p));
+        if let Some(group) = lane {
             return group.pay(p).await;
         }
         self.write(move |tx| Box::pin(async move { tx.pay_order(&p).await })).await

@@ -416,7 +416,7 @@ engine_tests!(
             return; // no row locks: SQLite's one writer is the lane itself
         }
         let (merchant, _) = store.create_merchant("Shop", None, now()).await.unwrap();
-        open(&store, "merchant", &merchant.id, AccountKind::MerchantSettlement).await;
+        let merchant_account = open(&store, "merchant", &merchant.id, AccountKind::MerchantSettlement).await;
         let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
         let mut payers = Vec::new();
         for phone in ["13800000001", "13800000002"] {
@@ -480,6 +480,14 @@ engine_tests!(
         for task in &waiting {
             assert!(!task.is_finished(), "the payments from the locked wallet wait for its row");
         }
+        // Both landed on one of the merchant's shards: they were settled together, in a batch.
+        let shards_credited: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM account_balances WHERE account_id = $1 AND balance_minor <> 0")
+                .bind(&merchant_account.id)
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+        assert_eq!(shards_credited, 1);
         holder.commit().await.unwrap();
         for task in waiting {
             let paid = task.await.unwrap();
