@@ -88,7 +88,7 @@ impl Store {
     ) -> Result<BankOperation, PayError> {
         let owner = user_id.to_owned();
         let (user_id, card_id, id) = (user_id.to_owned(), card_id.to_owned(), ids::new_id("top"));
-        // Through the group commit, like payments.
+        // Through `Store::write` (SQLite's group commit).
         let made = self
             .write_new(id.clone(), idempotency, now, move |tx| {
                 Box::pin(async move {

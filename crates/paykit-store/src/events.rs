@@ -243,7 +243,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let worker = worker.to_owned();
-        // Through the group commit: a busy dispatcher records thousands of attempts a second.
+        // Through `Store::write` (SQLite's group commit): a busy dispatcher records thousands of attempts a second.
         self.write(move |tx| Box::pin(async move { tx.finish_deliveries(&worker, &outcomes).await })).await
     }
 

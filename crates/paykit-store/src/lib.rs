@@ -199,8 +199,9 @@ impl Store {
     }
 
     /// Runs `work` in a write transaction and commits it; an `Err` from `work` rolls back
-    /// everything it did. With group commit, the transaction is shared with concurrent
-    /// callers (`work` in its own savepoint) and this returns after the shared commit.
+    /// everything it did. With group commit on SQLite, the transaction is shared with
+    /// concurrent callers (`work` in its own savepoint) and this returns after the shared
+    /// commit; on PostgreSQL it is the caller's own (see [`Store::write_lane`]).
     pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,

@@ -230,7 +230,7 @@ impl Store {
     /// paying is locked, or the guesses left are all in flight.
     pub async fn take_pay_password_guess(&self, user_id: &str, now: Timestamp) -> Result<Option<i64>> {
         let user_id = user_id.to_owned();
-        // Through the group commit: every pay-password check writes twice (take, settle).
+        // Through `Store::write` (SQLite's group commit): every pay-password check writes twice (take, settle).
         self.write(move |tx| {
             Box::pin(async move {
                 Ok(sqlx::query_scalar(
@@ -289,7 +289,7 @@ impl Store {
         self.set_pay_failures(user_id, "0 WHERE id = $1 AND pay_failures <> 0").await
     }
 
-    /// `UPDATE users SET pay_failures = <change>`, through the group commit.
+    /// `UPDATE users SET pay_failures = <change>`, through `Store::write` (SQLite's group commit).
     async fn set_pay_failures(&self, user_id: &str, change: &'static str) -> Result<()> {
         let user_id = user_id.to_owned();
         self.write(move |tx| {

@@ -220,7 +220,7 @@ impl Store {
         let owned = |v: Option<&str>| v.map(str::to_owned);
         let (payee_user, payee_merchant, payee_phone) = (owned(payee_user), owned(payee_merchant), owned(payee_phone));
         let (payer, memo, idempotency) = (payer.to_owned(), memo.to_owned(), idempotency.cloned());
-        // Through the group commit, like payments.
+        // Through `Store::write` (SQLite's group commit).
         let made = self
             .write_new(id.clone(), idempotency, now, move |tx| {
                 Box::pin(async move {
@@ -299,7 +299,7 @@ impl Store {
     ) -> Result<Transfer, PayError> {
         let (id, user_id, phone) = (id.to_owned(), user_id.to_owned(), phone.to_owned());
         let accepted = id.clone();
-        // Through the group commit, like payments.
+        // Through `Store::write` (SQLite's group commit).
         self.write(move |tx| {
             Box::pin(async move {
                 let n = sqlx::query(
@@ -364,7 +364,7 @@ impl Store {
         let total = money(shares.iter().sum())?;
         let (sender, kind, shares, memo, idempotency) =
             (sender.to_owned(), kind.to_owned(), shares.to_vec(), memo.to_owned(), idempotency.cloned());
-        // Through the group commit, like payments.
+        // Through `Store::write` (SQLite's group commit).
         let made = self
             .write_new(id.clone(), idempotency, now, move |tx| {
                 Box::pin(async move {
@@ -456,7 +456,7 @@ impl Store {
     async fn try_claim_red_packet(&self, id: &str, user_id: &str, now: Timestamp) -> Result<Claim, PayError> {
         let lock = if self.engine() == crate::Engine::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
         let (id, user_id) = (id.to_owned(), user_id.to_owned());
-        // Through the group commit: a packet in a busy group is claimed by many at once.
+        // Through `Store::write` (SQLite's group commit): a packet in a busy group is claimed by many at once.
         self.write(move |tx| {
             Box::pin(async move {
                 // Lock the packet row first (as expiry does), so a claim and the expiry of the same
