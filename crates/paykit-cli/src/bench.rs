@@ -48,6 +48,8 @@ pub struct Options {
     pub scenario: Scenario,
     pub clients: usize,
     pub duration: Duration,
+    /// The same load run first and not measured.
+    pub warmup: Duration,
     pub rate: Option<f64>,
     pub merchants: usize,
     pub wallets: usize,
@@ -345,11 +347,16 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         return password_flood(store, runner, o).await;
     }
 
-    let started = Instant::now();
-    let (lat, errors) = match o.rate {
-        None => closed_loop(&runner, o.clients, o.duration).await,
-        Some(rate) => open_loop(&runner, o.clients, o.duration, rate).await?,
+    let load = async |duration| match o.rate {
+        None => Ok(closed_loop(&runner, o.clients, duration).await),
+        Some(rate) => open_loop(&runner, o.clients, duration, rate).await,
     };
+    if !o.warmup.is_zero() {
+        let (lat, errors) = load(o.warmup).await?;
+        eprintln!("warm-up: {} ops in {:.1}s, not measured; errors {errors:?}", lat.len(), o.warmup.as_secs_f64());
+    }
+    let started = Instant::now();
+    let (lat, errors) = load(o.duration).await?;
     let elapsed = started.elapsed();
     let pct = |p: f64| percentile_us(&lat, p);
     let ms = |us: u32| f64::from(us) / 1000.0;

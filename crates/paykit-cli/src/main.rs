@@ -73,6 +73,10 @@ enum Command {
         /// How long to run, e.g. 10s, 2m.
         #[arg(long, default_value = "10s")]
         duration: String,
+        /// Run the same load this long first, unmeasured (connections, prepared statements
+        /// and caches warm up), e.g. 10s. Its operations and errors are printed apart.
+        #[arg(long)]
+        warmup: Option<String>,
         /// Open loop: offered requests per second.
         #[arg(long)]
         rate: Option<f64>,
@@ -403,9 +407,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("sandbox clock advanced by {secs} s; it now reads {clock_now} ({} s ahead)", offset / 1_000_000);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { url, scenario, clients, duration, rate, merchants, wallets, events, group_commit } => {
+        Command::Bench { url, scenario, clients, duration, warmup, rate, merchants, wallets, events, group_commit } => {
             let secs = paykit_gateway::routes::refunds::parse_duration_secs(&duration)
                 .ok_or_else(|| anyhow::anyhow!("--duration {duration:?} is not a duration such as 10s or 2m"))?;
+            let warmup_secs = match warmup {
+                None => 0,
+                Some(w) => paykit_gateway::routes::refunds::parse_duration_secs(&w)
+                    .ok_or_else(|| anyhow::anyhow!("--warmup {w:?} is not a duration such as 10s"))?,
+            };
             let store = open_store(&config).await?;
             let mut _gateway = None;
             let mut gateway_pid = None;
@@ -425,6 +434,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 scenario,
                 clients,
                 duration: Duration::from_secs(secs.unsigned_abs()),
+                warmup: Duration::from_secs(warmup_secs.unsigned_abs()),
                 rate,
                 merchants,
                 wallets,

@@ -261,10 +261,18 @@ async fn run_lane(
         {
             batch.push(job);
         }
-        let started = std::time::Instant::now();
-        let outcome = run_batch(&store, &mut batch, scope).await;
-        metrics::histogram!("paykit_group_commit_batch_size").record(batch.len() as f64);
-        metrics::histogram!("paykit_group_commit_batch_seconds").record(started.elapsed().as_secs_f64());
+        // On PostgreSQL a batch with nothing to settle together opens no transaction.
+        let shared = scope == Scope::EveryJob || worth_settling_together(&mut batch);
+        let outcome = if shared {
+            let started = std::time::Instant::now();
+            let outcome = run_batch(&store, &mut batch, scope).await;
+            let in_commit = batch.iter().filter(|job| scope == Scope::EveryJob || job.done()).count();
+            metrics::histogram!("paykit_group_commit_batch_size").record(in_commit as f64);
+            metrics::histogram!("paykit_group_commit_batch_seconds").record(started.elapsed().as_secs_f64());
+            outcome
+        } else {
+            Ok(())
+        };
         // Jobs the batch did not run (SettledOnly) run on their own, whatever became of
         // the batch: nothing of theirs was in it. After a failed batch, so do its settled
         // ones: a refusal decided against its undone writes (a wallet emptied by payments
@@ -301,9 +309,6 @@ async fn run_lane(
 }
 
 async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>], scope: Scope) -> Result<(), StoreError> {
-    if scope == Scope::SettledOnly && !worth_settling_together(batch) {
-        return Ok(());
-    }
     let mut tx = store.begin().await?;
     let settled = match scope {
         Scope::EveryJob => settle_together(&mut tx, batch).await,
