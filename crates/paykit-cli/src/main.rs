@@ -412,8 +412,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .ok_or_else(|| anyhow::anyhow!("--duration {duration:?} is not a duration such as 10s or 2m"))?;
             let warmup_secs = match warmup {
                 None => 0,
+                Some(_)
+                    if matches!(
+                        scenario,
+                        bench::Scenario::Callbacks | bench::Scenario::Connections | bench::Scenario::PasswordFlood
+                    ) =>
+                {
+                    bail!("--warmup applies to the request scenarios, not to {scenario:?}")
+                }
                 Some(w) => paykit_gateway::routes::refunds::parse_duration_secs(&w)
-                    .ok_or_else(|| anyhow::anyhow!("--warmup {w:?} is not a duration such as 10s"))?,
+                    .ok_or_else(|| anyhow::anyhow!("--warmup {w:?} is not a duration above zero such as 10s"))?,
             };
             let store = open_store(&config).await?;
             let mut _gateway = None;
