@@ -138,8 +138,13 @@ impl Tx {
         // different rows — and another if the one picked is taken.
         let wallets: BTreeSet<(String, u16)> = legs.iter().map(|l| (l.wallet.id.clone(), 0)).collect();
         let mut balances = self.try_lock_balance_rows(&wallets).await?;
-        let merchants: BTreeMap<&str, u16> =
-            legs.iter().map(|l| (l.merchant.id.as_str(), l.merchant.shard_count)).collect();
+        // Only the merchants of payers whose rows it holds: a shard locked for nothing would
+        // stay locked to the commit.
+        let merchants: BTreeMap<&str, u16> = legs
+            .iter()
+            .filter(|l| balances.contains_key(&(l.wallet.id.clone(), 0)))
+            .map(|l| (l.merchant.id.as_str(), l.merchant.shard_count))
+            .collect();
         let mut shards: HashMap<String, u16> = HashMap::new();
         for _ in 0..MERCHANT_SHARD_TRIES {
             let wanted: BTreeSet<(String, u16)> = merchants
