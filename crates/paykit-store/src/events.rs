@@ -247,14 +247,16 @@ impl Store {
         self.write(move |tx| Box::pin(async move { tx.finish_deliveries(&worker, &outcomes).await })).await
     }
 
-    /// Sends a delivered or dead event again, now. Returns false when the party has no
-    /// such event with a delivery.
+    /// Sends an event again, now, whatever its delivery's state: delivered, dead, waiting
+    /// for a retry, or in flight — a worker's lease is taken from it, so its outcome is
+    /// not recorded and the event goes out once more after it (a merchant who asks for a
+    /// resend the moment the first copy arrives gets a second copy, not a 404). Returns
+    /// false when the party has no such event with a delivery.
     pub async fn resend_event(&self, party_id: &str, event_id: &str, now: Timestamp) -> Result<bool> {
         let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE deliveries SET status = 'PENDING', next_attempt_at_us = $1, lease_until_us = NULL, leased_by = NULL \
-             WHERE event_id = $2 AND event_id IN (SELECT id FROM events WHERE party_id = $3) \
-               AND (status <> 'PENDING' OR lease_until_us IS NULL)",
+             WHERE event_id = $2 AND event_id IN (SELECT id FROM events WHERE party_id = $3)",
         )
         .bind(now.unix_micros())
         .bind(event_id)

@@ -352,6 +352,14 @@ engine_tests!(
         );
         // Another worker's outcome for a lease it does not hold changes nothing.
         assert_eq!(store.finish_deliveries("w2", vec![outcome(&later[0], Some(200))]).await.unwrap(), vec![false]);
+
+        // A resend while that attempt is in flight takes the lease: the event goes out again
+        // now, and the in-flight attempt's outcome no longer counts.
+        assert!(store.resend_event(&keyless.id, &later[0].event_id, now().plus_secs(17)).await.unwrap());
+        assert_eq!(store.finish_deliveries("w1", vec![outcome(&later[0], Some(200))]).await.unwrap(), vec![false]);
+        let again = store.claim_deliveries("w3", now().plus_secs(17), now().plus_secs(17), 60, 10).await.unwrap();
+        assert_eq!(again.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), vec![later[0].event_id.as_str()]);
+        assert!(!store.resend_event(&keyed.id, &later[0].event_id, now()).await.unwrap(), "another party's event");
     }
 );
 
