@@ -278,45 +278,54 @@ async fn run_lane(
         // ones: a refusal decided against its undone writes (a wallet emptied by payments
         // that did not commit) would be wrong, and paying again is safe — a payment that did
         // commit after all comes back as this payer's.
-        let mut on_their_own: Vec<Vec<Box<dyn Job>>> = Vec::new();
-        let mut serial: HashMap<String, usize> = HashMap::new();
+        let mut leftovers = Vec::new();
         for job in batch.drain(..) {
             if scope == Scope::EveryJob || (job.done() && outcome.is_ok()) {
                 job.finish(outcome.as_ref().map(|_| ()));
-                continue;
+            } else {
+                leftovers.push(job);
             }
-            let line = match job.serial_key() {
-                Some(key) => *serial.entry(key.to_owned()).or_insert_with(|| {
-                    on_their_own.push(Vec::new());
-                    on_their_own.len() - 1
-                }),
-                None => {
-                    on_their_own.push(Vec::new());
-                    on_their_own.len() - 1
-                }
-            };
-            on_their_own[line].push(job);
         }
-        for jobs in on_their_own {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for job in jobs {
-                    job.run_on_its_own(store.clone()).await;
+        run_on_their_own(&store, leftovers);
+    }
+}
+
+/// Runs each job in a transaction of its own: those with the same serial key one after
+/// another in the order given, the rest in parallel.
+fn run_on_their_own(store: &Store, jobs: Vec<Box<dyn Job>>) {
+    let mut lines: Vec<Vec<Box<dyn Job>>> = Vec::new();
+    let mut line_of_key: HashMap<String, usize> = HashMap::new();
+    for job in jobs {
+        let line = job.serial_key().and_then(|key| line_of_key.get(key).copied());
+        match line {
+            Some(line) => lines[line].push(job),
+            None => {
+                if let Some(key) = job.serial_key() {
+                    line_of_key.insert(key.to_owned(), lines.len());
                 }
-            });
+                lines.push(vec![job]);
+            }
         }
+    }
+    for jobs in lines {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for job in jobs {
+                job.run_on_its_own(store.clone()).await;
+            }
+        });
     }
 }
 
 async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>], scope: Scope) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
-    let settled = match scope {
-        Scope::EveryJob => settle_together(&mut tx, batch).await,
-        Scope::SettledOnly => match tx.execute_raw(&format!("SET LOCAL lock_timeout = '{LANE_LOCK_TIMEOUT}'")).await {
-            Ok(()) => settle_together(&mut tx, batch).await,
-            Err(e) => Err(e),
-        },
-    };
+    let mut settled = Ok(());
+    if scope == Scope::SettledOnly {
+        settled = tx.execute_raw(&format!("SET LOCAL lock_timeout = '{LANE_LOCK_TIMEOUT}'")).await;
+    }
+    if settled.is_ok() {
+        settled = settle_together(&mut tx, batch).await;
+    }
     if let Err(e) = settled {
         let _ = tx.rollback().await;
         return Err(StoreError::GroupCommit(format!("the shared transaction broke: {e}")));
