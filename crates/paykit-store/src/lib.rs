@@ -21,6 +21,7 @@ pub mod operators;
 pub mod orders;
 mod pay_together;
 pub mod payments;
+mod point_read;
 pub mod print;
 pub mod refunds;
 pub mod risk;
@@ -67,6 +68,9 @@ pub enum StoreError {
     CreateDir { path: String, source: std::io::Error },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From a point read on SQLite ([`point_read`]).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("account {account_id} has insufficient funds")]
@@ -93,6 +97,9 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::GroupCommit(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            }
             StoreError::Database(sqlx::Error::Database(db)) => {
                 // Deadlock detected / serialization failure: the same request may succeed.
                 matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
@@ -139,6 +146,9 @@ pub struct Store {
     /// records) and default notify_url (for every payment's event).
     fixed_merchants: Arc<RwLock<HashMap<String, merchants::FixedMerchant>>>,
     group_commit: Option<Arc<group_commit::GroupCommit>>,
+    /// SQLite's point reads on the calling thread (see `point_read`); none on PostgreSQL
+    /// or for an in-memory database, which another connection cannot open.
+    point_readers: Option<Arc<point_read::SqliteReaders>>,
     /// Started on first use, inside the runtime (see `nonces`).
     nonce_writer: Arc<OnceLock<nonces::NonceWriter>>,
 }
@@ -148,7 +158,7 @@ impl Store {
     /// folder on first use), or `postgres://…`. Does not migrate; call [`Store::migrate`].
     pub async fn connect(url: &str, config: &StoreConfig) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let (engine, url) = normalise_url(url)?;
+        let (engine, url, sqlite_file) = normalise_url(url)?;
         let options = AnyConnectOptions::from_str(&url)?;
         match engine {
             Engine::Sqlite => {
@@ -163,7 +173,9 @@ impl Store {
                     .after_connect(pragmas)
                     .connect_with(options)
                     .await?;
-                Ok(Store::from_pools(engine, writer, reader))
+                let mut store = Store::from_pools(engine, writer, reader);
+                store.point_readers = sqlite_file.map(|file| Arc::new(point_read::SqliteReaders::new(&file)));
+                Ok(store)
             }
             Engine::Postgres => {
                 let pool = pool_options(engine, config)
@@ -184,6 +196,7 @@ impl Store {
             owner_accounts: Arc::default(),
             fixed_merchants: Arc::default(),
             group_commit: None,
+            point_readers: None,
             nonce_writer: Arc::default(),
         }
     }
@@ -409,9 +422,10 @@ fn sqlite_pragmas(
     })
 }
 
-fn normalise_url(url: &str) -> Result<(Engine, String)> {
+/// The engine, sqlx's URL and, for a SQLite file (not an in-memory database), its path.
+fn normalise_url(url: &str) -> Result<(Engine, String, Option<String>)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok((Engine::Postgres, url.to_owned()));
+        return Ok((Engine::Postgres, url.to_owned(), None));
     }
     let path = if let Some(rest) = url.strip_prefix("sqlite://") {
         rest
@@ -438,7 +452,8 @@ fn normalise_url(url: &str) -> Result<(Engine, String)> {
             if q.contains("mode=") { q.to_owned() } else { format!("{q}&mode=rwc") }
         },
     );
-    Ok((Engine::Sqlite, format!("sqlite://{file}?{query}")))
+    let on_disk = file != ":memory:" && !query.contains("mode=memory");
+    Ok((Engine::Sqlite, format!("sqlite://{file}?{query}"), on_disk.then(|| file.to_owned())))
 }
 
 fn migrator(engine: Engine) -> Migrator {
@@ -492,9 +507,12 @@ mod tests {
     fn urls_normalise() {
         assert_eq!(normalise_url("postgres://u@h/db").unwrap().0, Engine::Postgres);
         let tmp = std::env::temp_dir().join("paykit-url-test/x.db");
-        let (engine, url) = normalise_url(tmp.to_str().unwrap()).unwrap();
+        let (engine, url, file) = normalise_url(tmp.to_str().unwrap()).unwrap();
         assert_eq!(engine, Engine::Sqlite);
         assert!(url.ends_with("x.db?mode=rwc"), "{url}");
+        assert_eq!(file.as_deref(), tmp.to_str());
+        assert_eq!(normalise_url("sqlite::memory:").unwrap().2, None);
+        assert_eq!(normalise_url("sqlite://x.db?mode=memory").unwrap().2, None);
         assert!(normalise_url("mysql://x").is_err());
     }
 }

@@ -6,6 +6,7 @@ use paykit_core::time::Timestamp;
 use sqlx::Row;
 
 use crate::ledger::Owner;
+use crate::point_read::Param;
 use crate::{Result, Store, ids};
 
 /// How many keys a party may hold active at once: two, so a key can be rotated without
@@ -220,19 +221,12 @@ impl Store {
         key_id: &str,
         nonce: &str,
     ) -> Result<Option<(SigningKey, bool)>> {
-        let row = sqlx::query(
-            "SELECT k.secret, CAST(CASE WHEN EXISTS (SELECT 1 FROM request_nonces n WHERE n.party_id = $3 AND n.nonce = $4) \
+        let sql = "SELECT k.secret, CAST(CASE WHEN EXISTS (SELECT 1 FROM request_nonces n WHERE n.party_id = $3 AND n.nonce = $4) \
                THEN 1 ELSE 0 END AS BIGINT) \
-             FROM api_keys k WHERE k.key_id = $1 AND k.party_kind = $2 AND k.party_id = $3 AND k.status = 'ACTIVE'",
-        )
-        .bind(key_id)
-        .bind(party_kind)
-        .bind(party_id)
-        .bind(nonce)
-        .fetch_optional(self.reader())
-        .await?;
-        row.map(|r| Ok((signing_key(party_kind, party_id, key_id, r.try_get(0)?), r.try_get::<i64, _>(1)? != 0)))
-            .transpose()
+             FROM api_keys k WHERE k.key_id = $1 AND k.party_kind = $2 AND k.party_id = $3 AND k.status = 'ACTIVE'";
+        let params = [Param::Text(key_id), Param::Text(party_kind), Param::Text(party_id), Param::Text(nonce)];
+        self.read_one(sql, &params, |r| Ok((signing_key(party_kind, party_id, key_id, r.text(0)?), r.int(1)? != 0)))
+            .await
     }
 
     /// The active key `key_id` of the given party, for checking a signature.
@@ -242,15 +236,10 @@ impl Store {
         party_id: &str,
         key_id: &str,
     ) -> Result<Option<SigningKey>> {
-        let row = sqlx::query(
-            "SELECT secret FROM api_keys WHERE key_id = $1 AND party_kind = $2 AND party_id = $3 AND status = 'ACTIVE'",
-        )
-        .bind(key_id)
-        .bind(party_kind)
-        .bind(party_id)
-        .fetch_optional(self.reader())
-        .await?;
-        row.map(|r| Ok(signing_key(party_kind, party_id, key_id, r.try_get(0)?))).transpose()
+        let sql =
+            "SELECT secret FROM api_keys WHERE key_id = $1 AND party_kind = $2 AND party_id = $3 AND status = 'ACTIVE'";
+        let params = [Param::Text(key_id), Param::Text(party_kind), Param::Text(party_id)];
+        self.read_one(sql, &params, |r| Ok(signing_key(party_kind, party_id, key_id, r.text(0)?))).await
     }
 }
 

@@ -5,9 +5,8 @@ use std::collections::HashSet;
 use paykit_core::order::OrderStatus;
 use paykit_core::time::Timestamp;
 use paykit_core::{Currency, Money};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
+use crate::point_read::{Columns, Param};
 use crate::{Result, Store, StoreError, Tx, value_rows};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,26 +36,26 @@ pub(crate) const ORDER_COLUMNS: &str = "id, merchant_id, out_trade_no, kind, amo
 /// How many columns [`ORDER_COLUMNS`] names: a query can add its own after them.
 const ORDER_COLUMN_COUNT: usize = 17;
 
-pub(crate) fn order_from_row(r: &AnyRow) -> Result<Order> {
+pub(crate) fn order_from_row<R: Columns + ?Sized>(r: &R) -> Result<Order> {
     let corrupt = |e: String| StoreError::Corrupt(e);
-    let currency: Currency = r.try_get::<String, _>(5)?.parse().map_err(|e| corrupt(format!("{e}")))?;
+    let currency: Currency = r.text(5)?.parse().map_err(|e| corrupt(format!("{e}")))?;
     Ok(Order {
-        id: r.try_get(0)?,
-        merchant_id: r.try_get(1)?,
-        out_trade_no: r.try_get(2)?,
-        kind: r.try_get(3)?,
-        amount: Money::from_minor(r.try_get(4)?, currency).map_err(|e| corrupt(e.to_string()))?,
-        description: r.try_get(6)?,
-        notify_url: r.try_get(7)?,
-        status: r.try_get::<String, _>(8)?.parse().map_err(corrupt)?,
-        request_digest: r.try_get(9)?,
-        expire_at: Timestamp::from_unix_micros(r.try_get(10)?),
-        created_at: Timestamp::from_unix_micros(r.try_get(11)?),
-        updated_at: Timestamp::from_unix_micros(r.try_get(12)?),
-        paid_at: r.try_get::<Option<i64>, _>(13)?.map(Timestamp::from_unix_micros),
-        payer_user_id: r.try_get(14)?,
-        funding: r.try_get(15)?,
-        device_id: r.try_get(16)?,
+        id: r.text(0)?,
+        merchant_id: r.text(1)?,
+        out_trade_no: r.text(2)?,
+        kind: r.text(3)?,
+        amount: Money::from_minor(r.int(4)?, currency).map_err(|e| corrupt(e.to_string()))?,
+        description: r.text(6)?,
+        notify_url: r.opt_text(7)?,
+        status: r.text(8)?.parse().map_err(corrupt)?,
+        request_digest: r.text(9)?,
+        expire_at: Timestamp::from_unix_micros(r.int(10)?),
+        created_at: Timestamp::from_unix_micros(r.int(11)?),
+        updated_at: Timestamp::from_unix_micros(r.int(12)?),
+        paid_at: r.opt_int(13)?.map(Timestamp::from_unix_micros),
+        payer_user_id: r.opt_text(14)?,
+        funding: r.opt_text(15)?,
+        device_id: r.opt_text(16)?,
     })
 }
 
@@ -204,8 +203,7 @@ impl Store {
 
     pub async fn order(&self, order_id: &str) -> Result<Option<Order>> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(self.reader()).await?;
-        row.as_ref().map(order_from_row).transpose()
+        self.read_one(&sql, &[Param::Text(order_id)], |r| order_from_row(r)).await
     }
 
     /// An order with its merchant's status (which says whether it may be paid now), in
@@ -215,18 +213,12 @@ impl Store {
             "SELECT {ORDER_COLUMNS}, (SELECT m.status FROM merchants m WHERE m.id = orders.merchant_id) \
              FROM orders WHERE id = $1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(self.reader()).await?;
-        row.map(|r| Ok((order_from_row(&r)?, r.try_get(ORDER_COLUMN_COUNT)?))).transpose()
+        self.read_one(&sql, &[Param::Text(order_id)], |r| Ok((order_from_row(r)?, r.text(ORDER_COLUMN_COUNT)?))).await
     }
 
     pub async fn order_by_out_trade_no(&self, merchant_id: &str, out_trade_no: &str) -> Result<Option<Order>> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND out_trade_no = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(merchant_id)
-            .bind(out_trade_no)
-            .fetch_optional(self.reader())
-            .await?;
-        row.as_ref().map(order_from_row).transpose()
+        self.read_one(&sql, &[Param::Text(merchant_id), Param::Text(out_trade_no)], |r| order_from_row(r)).await
     }
 
     /// Closes an unpaid order. Returns the order as it now stands.

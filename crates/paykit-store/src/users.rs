@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::ledger::Owner;
+use crate::point_read::{Columns, Param};
 use crate::{Result, Store, StoreError, ids};
 
 #[derive(Clone)]
@@ -33,19 +34,19 @@ impl std::fmt::Debug for User {
 const USER_COLUMNS: &str = "id, phone, password_hash, real_name, id_number_masked, id_number_digest, pay_password_hash, \
      pay_failures, pay_locked_until_us, frozen, created_at_us";
 
-fn user_from_row(r: &AnyRow) -> Result<User> {
+fn user_from_row<R: Columns + ?Sized>(r: &R) -> Result<User> {
     Ok(User {
-        id: r.try_get(0)?,
-        phone: r.try_get(1)?,
-        password_hash: r.try_get(2)?,
-        real_name: r.try_get(3)?,
-        id_number_masked: r.try_get(4)?,
-        id_number_digest: r.try_get(5)?,
-        pay_password_hash: r.try_get(6)?,
-        pay_failures: r.try_get(7)?,
-        pay_locked_until: r.try_get::<Option<i64>, _>(8)?.map(Timestamp::from_unix_micros),
-        frozen: r.try_get::<i64, _>(9)? != 0,
-        created_at: Timestamp::from_unix_micros(r.try_get(10)?),
+        id: r.text(0)?,
+        phone: r.text(1)?,
+        password_hash: r.text(2)?,
+        real_name: r.opt_text(3)?,
+        id_number_masked: r.opt_text(4)?,
+        id_number_digest: r.opt_text(5)?,
+        pay_password_hash: r.opt_text(6)?,
+        pay_failures: r.int(7)?,
+        pay_locked_until: r.opt_int(8)?.map(Timestamp::from_unix_micros),
+        frozen: r.int(9)? != 0,
+        created_at: Timestamp::from_unix_micros(r.int(10)?),
     })
 }
 
@@ -175,12 +176,7 @@ impl Store {
             "SELECT {USER_COLUMNS} FROM users \
              WHERE id = (SELECT user_id FROM sessions WHERE token_digest = $1 AND expires_at_us > $2)"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(token_digest)
-            .bind(now.unix_micros())
-            .fetch_optional(self.reader())
-            .await?;
-        row.as_ref().map(user_from_row).transpose()
+        self.read_one(&sql, &[Param::Text(token_digest), Param::Int(now.unix_micros())], |r| user_from_row(r)).await
     }
 
     /// Records verified real-name details once. Returns false if the user already has
