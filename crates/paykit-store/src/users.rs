@@ -403,21 +403,18 @@ impl Store {
     }
 
     pub async fn device(&self, device_id: &str) -> Result<Option<Device>> {
-        let row = sqlx::query("SELECT id, user_id, name, secret, confirm_payments, status FROM devices WHERE id = $1")
-            .bind(device_id)
-            .fetch_optional(self.reader())
-            .await?;
-        row.map(|r| {
+        let sql = "SELECT id, user_id, name, secret, confirm_payments, status FROM devices WHERE id = $1";
+        self.read_one(sql, &[Param::Text(device_id)], |r| {
             Ok(Device {
-                id: r.try_get(0)?,
-                user_id: r.try_get(1)?,
-                name: r.try_get(2)?,
-                secret_b64: r.try_get(3)?,
-                confirm_payments: r.try_get::<i64, _>(4)? != 0,
-                status: r.try_get(5)?,
+                id: r.text(0)?,
+                user_id: r.text(1)?,
+                name: r.text(2)?,
+                secret_b64: r.text(3)?,
+                confirm_payments: r.int(4)? != 0,
+                status: r.text(5)?,
             })
         })
-        .transpose()
+        .await
     }
 
     /// Suspends a device and tells its owner. Returns false if it already was.
