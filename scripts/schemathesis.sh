@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 examples="${1:-50}"
-paykit="$(pwd)/${CARGO_TARGET_DIR:-target}/debug/paykit"
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$(pwd)/$target_dir"
+paykit="$target_dir/debug/paykit"
 [ -x "$paykit" ] || { echo "build first: cargo build -p paykit-cli" >&2; exit 2; }
 venv="${VENV:-/tmp/paykit-schemathesis}"
 [ -x "$venv/bin/schemathesis" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q schemathesis; }
