@@ -1,6 +1,6 @@
 //! The token in a dynamic QR order's `code_url` (`https://HOST/q/TOKEN`).
 //!
-//! 43 lower-case base32 characters: the order id's 20 random characters, the expiry in Unix
+//! 43 lower-case base32 characters: the order id's 20 characters, the expiry in Unix
 //! seconds (7 characters, 35 bits), and an 80-bit HMAC-SHA256 tag over both (16
 //! characters) under a key only the gateway holds. Every character is covered by the tag,
 //! so changing any one of them is detected.

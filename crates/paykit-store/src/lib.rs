@@ -158,7 +158,7 @@ impl Store {
     /// folder on first use), or `postgres://…`. Does not migrate; call [`Store::migrate`].
     pub async fn connect(url: &str, config: &StoreConfig) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let (engine, url, sqlite_file) = normalise_url(url)?;
+        let (engine, url, sqlite_file_readable) = normalise_url(url)?;
         let options = AnyConnectOptions::from_str(&url)?;
         match engine {
             Engine::Sqlite => {
@@ -174,7 +174,12 @@ impl Store {
                     .connect_with(options)
                     .await?;
                 let mut store = Store::from_pools(engine, writer, reader);
-                store.point_readers = sqlite_file.map(|file| Arc::new(point_read::SqliteReaders::new(&file)));
+                if sqlite_file_readable {
+                    // The path as sqlx resolved it (percent-decoding and all), so that both
+                    // open the same file.
+                    let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?.get_filename().to_owned();
+                    store.point_readers = Some(Arc::new(point_read::SqliteReaders::open_beside(&file)?));
+                }
                 Ok(store)
             }
             Engine::Postgres => {
@@ -286,6 +291,7 @@ impl Store {
     /// Answers whether the database can be reached (for `/readyz`).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
+        self.read_one("SELECT 1", &[], |_| Ok(())).await?;
         Ok(())
     }
 
@@ -306,6 +312,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(readers) = &self.point_readers {
+            readers.close();
+        }
         self.writer.close().await;
         self.reader.close().await;
     }
@@ -422,10 +431,12 @@ fn sqlite_pragmas(
     })
 }
 
-/// The engine, sqlx's URL and, for a SQLite file (not an in-memory database), its path.
-fn normalise_url(url: &str) -> Result<(Engine, String, Option<String>)> {
+/// The engine, sqlx's URL, and whether point reads may open the SQLite file beside sqlx:
+/// not an in-memory database, which only its own connection sees, nor one opened with a
+/// VFS or as immutable, which rusqlite's plain open would not match.
+fn normalise_url(url: &str) -> Result<(Engine, String, bool)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok((Engine::Postgres, url.to_owned(), None));
+        return Ok((Engine::Postgres, url.to_owned(), false));
     }
     let path = if let Some(rest) = url.strip_prefix("sqlite://") {
         rest
@@ -452,8 +463,8 @@ fn normalise_url(url: &str) -> Result<(Engine, String, Option<String>)> {
             if q.contains("mode=") { q.to_owned() } else { format!("{q}&mode=rwc") }
         },
     );
-    let on_disk = file != ":memory:" && !query.contains("mode=memory");
-    Ok((Engine::Sqlite, format!("sqlite://{file}?{query}"), on_disk.then(|| file.to_owned())))
+    let plain_file = file != ":memory:" && !["mode=memory", "vfs=", "immutable="].iter().any(|o| query.contains(o));
+    Ok((Engine::Sqlite, format!("sqlite://{file}?{query}"), plain_file))
 }
 
 fn migrator(engine: Engine) -> Migrator {
@@ -507,12 +518,13 @@ mod tests {
     fn urls_normalise() {
         assert_eq!(normalise_url("postgres://u@h/db").unwrap().0, Engine::Postgres);
         let tmp = std::env::temp_dir().join("paykit-url-test/x.db");
-        let (engine, url, file) = normalise_url(tmp.to_str().unwrap()).unwrap();
+        let (engine, url, readable) = normalise_url(tmp.to_str().unwrap()).unwrap();
         assert_eq!(engine, Engine::Sqlite);
         assert!(url.ends_with("x.db?mode=rwc"), "{url}");
-        assert_eq!(file.as_deref(), tmp.to_str());
-        assert_eq!(normalise_url("sqlite::memory:").unwrap().2, None);
-        assert_eq!(normalise_url("sqlite://x.db?mode=memory").unwrap().2, None);
+        assert!(readable);
+        assert!(!normalise_url("sqlite::memory:").unwrap().2);
+        assert!(!normalise_url("sqlite://x.db?mode=memory").unwrap().2);
+        assert!(!normalise_url("sqlite://x.db?vfs=unix-dotfile").unwrap().2);
         assert!(normalise_url("mysql://x").is_err());
     }
 }

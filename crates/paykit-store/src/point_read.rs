@@ -17,6 +17,7 @@
 //! Only statements that read one row by a unique key belong here: a scan would hold the
 //! worker thread for as long as it runs.
 
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -71,10 +72,11 @@ impl Columns for rusqlite::Row<'_> {
     }
 }
 
-/// How long a read waits for a lock. In WAL mode a reader waits only while SQLite recovers
-/// the WAL index (after a crash) or for a checkpoint that truncates the WAL, which paykit
-/// does not run; past this, the request answers SERVICE_UNAVAILABLE.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a read waits for a lock on the calling thread. In WAL mode a reader waits only
+/// while SQLite recovers the WAL index (after a crash) or for a checkpoint that truncates
+/// the WAL (paykit runs none; a backup tool might): rare, but a wait here holds a Tokio
+/// worker, so past this the read goes to sqlx's pool, which waits on its own thread.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// Idle connections kept; more are opened while more threads read at once (the reads do
 /// not wait across an `.await`, so that is at most the runtime's threads).
@@ -86,13 +88,31 @@ const PARAM_NAMES: [&str; 9] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", 
 
 /// rusqlite connections to the database file, for point reads on the calling thread.
 pub(crate) struct SqliteReaders {
-    path: String,
-    idle: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    /// None once the store is closed.
+    idle: Mutex<Option<Vec<Connection>>>,
+}
+
+/// What a read on the calling thread came to.
+enum Inline<T, D> {
+    Read(Option<T>),
+    /// The database was locked: the read is for sqlx's pool, with its decoder.
+    Busy(D),
 }
 
 impl SqliteReaders {
-    pub(crate) fn new(path: &str) -> SqliteReaders {
-        SqliteReaders { path: path.to_owned(), idle: Mutex::new(Vec::new()) }
+    /// Readers of the file at `path` (the one sqlx opened). One connection is opened now,
+    /// so that a file rusqlite cannot open fails here rather than on every request.
+    pub(crate) fn open_beside(path: &Path) -> Result<SqliteReaders> {
+        let readers = SqliteReaders { path: path.to_owned(), idle: Mutex::new(Some(Vec::new())) };
+        let first = readers.open()?;
+        readers.give_back(first);
+        Ok(readers)
+    }
+
+    /// Closes the idle connections; later reads fail as on a closed pool.
+    pub(crate) fn close(&self) {
+        *self.idle.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -107,37 +127,64 @@ impl SqliteReaders {
         Ok(conn)
     }
 
-    fn read_one<T>(
-        &self,
-        sql: &str,
-        params: &[Param<'_>],
-        decode: impl FnOnce(&dyn Columns) -> Result<T>,
-    ) -> Result<Option<T>> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.open()?,
+    fn take(&self) -> Result<Connection> {
+        let idle = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            Some(idle) => idle.pop(),
+            None => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
         };
+        match idle {
+            Some(conn) => Ok(conn),
+            None => Ok(self.open()?),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Some(idle) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(conn);
+        }
+    }
+
+    /// The read, or `Busy` with `decode` unrun when SQLite made it wait past
+    /// [`BUSY_TIMEOUT`].
+    fn read_one<T, D>(&self, sql: &str, params: &[Param<'_>], decode: D) -> Result<Inline<T, D>>
+    where
+        D: FnOnce(&dyn Columns) -> Result<T>,
+    {
+        let conn = self.take()?;
         let answer = read_on(&conn, sql, params, decode);
-        // A connection whose read failed on the database's side is dropped, not reused.
-        if !matches!(answer, Err(StoreError::Sqlite(_))) {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push(conn);
-            }
+        match answer {
+            // A connection whose read failed on the database's side is dropped, not reused.
+            Err(StoreError::Sqlite(_)) | Ok(Inline::Busy(_)) => {}
+            _ => self.give_back(conn),
         }
         answer
     }
 }
 
-fn read_on<T>(
-    conn: &Connection,
-    sql: &str,
-    params: &[Param<'_>],
-    decode: impl FnOnce(&dyn Columns) -> Result<T>,
-) -> Result<Option<T>> {
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+fn read_on<T, D>(conn: &Connection, sql: &str, params: &[Param<'_>], decode: D) -> Result<Inline<T, D>>
+where
+    D: FnOnce(&dyn Columns) -> Result<T>,
+{
     assert!(params.len() <= PARAM_NAMES.len(), "a point read binds at most nine parameters");
-    let mut statement = conn.prepare_cached(sql)?;
+    let mut statement = match conn.prepare_cached(sql) {
+        Err(e) if is_busy(&e) => return Ok(Inline::Busy(decode)),
+        prepared => prepared?,
+    };
+    // PostgreSQL refuses a statement with a parameter left unbound; SQLite would read it as
+    // NULL and quietly find nothing.
+    if statement.parameter_count() != params.len() {
+        return Err(StoreError::Corrupt(format!("point read binds {} parameters to: {sql}", params.len())));
+    }
     for (name, param) in PARAM_NAMES.iter().zip(params) {
         let index = statement.parameter_index(name)?.ok_or_else(|| {
             StoreError::Corrupt(format!("point read binds {name}, which its SQL does not use: {sql}"))
@@ -148,9 +195,11 @@ fn read_on<T>(
         }
     }
     let mut rows = statement.raw_query();
-    match rows.next()? {
-        Some(row) => decode(row).map(Some),
-        None => Ok(None),
+    match rows.next() {
+        Ok(Some(row)) => decode(row).map(|v| Inline::Read(Some(v))),
+        Ok(None) => Ok(Inline::Read(None)),
+        Err(e) if is_busy(&e) => Ok(Inline::Busy(decode)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -163,9 +212,13 @@ impl Store {
         params: &[Param<'_>],
         decode: impl FnOnce(&dyn Columns) -> Result<T>,
     ) -> Result<Option<T>> {
+        let mut decode = decode;
         if let Some(readers) = &self.point_readers {
             debug_assert_eq!(self.engine, Engine::Sqlite);
-            return readers.read_one(sql, params, decode);
+            match readers.read_one(sql, params, decode)? {
+                Inline::Read(found) => return Ok(found),
+                Inline::Busy(unrun) => decode = unrun,
+            }
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for param in params {
@@ -176,5 +229,30 @@ impl Store {
         }
         let row = query.fetch_optional(self.reader()).await?;
         row.map(|r| decode(&r)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(conn: &Connection, sql: &str, params: &[Param<'_>]) -> Result<Option<i64>> {
+        match read_on(conn, sql, params, |r| r.int(0))? {
+            Inline::Read(found) => Ok(found),
+            Inline::Busy(_) => panic!("an in-memory database is never busy"),
+        }
+    }
+
+    #[test]
+    fn parameters_bind_by_number_and_all_must_be_bound() {
+        let conn = Connection::open_in_memory().unwrap();
+        // $2 appears first, so SQLite numbers it 1: binding by position would swap them.
+        let sql = "SELECT $2 * 10 + $1";
+        assert_eq!(read(&conn, sql, &[Param::Int(1), Param::Int(2)]).unwrap(), Some(21));
+        // One short: SQLite would read the other as NULL and find nothing.
+        let short = read(&conn, sql, &[Param::Int(1)]);
+        assert!(matches!(short, Err(StoreError::Corrupt(_))), "{short:?}");
+        let text = read(&conn, "SELECT length(CAST($1 AS BLOB))", &[Param::Text("a\0b")]).unwrap();
+        assert_eq!(text, Some(3), "text is bound with its length, NUL and all");
     }
 }

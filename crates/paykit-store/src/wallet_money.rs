@@ -360,7 +360,7 @@ impl Store {
         idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<RedPacket, PayError> {
-        let id = ids::new_id("rpk");
+        let id = ids::new_unguessable_id("rpk");
         let total = money(shares.iter().sum())?;
         let (sender, kind, shares, memo, idempotency) =
             (sender.to_owned(), kind.to_owned(), shares.to_vec(), memo.to_owned(), idempotency.cloned());
