@@ -97,9 +97,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::GroupCommit(_) => true,
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            }
+            StoreError::Sqlite(e) => point_read::is_busy(e),
             StoreError::Database(sqlx::Error::Database(db)) => {
                 // Deadlock detected / serialization failure: the same request may succeed.
                 matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
@@ -162,6 +160,9 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)?;
         match engine {
             Engine::Sqlite => {
+                // The file as sqlx's driver will open it: from the parsed URL, which has
+                // lost its dot segments and escapes, so the point readers open the same one.
+                let file = sqlx::sqlite::SqliteConnectOptions::try_from(&options)?.get_filename().to_owned();
                 let pragmas = sqlite_pragmas;
                 let writer = pool_options(engine, config)
                     .max_connections(1)
@@ -175,9 +176,6 @@ impl Store {
                     .await?;
                 let mut store = Store::from_pools(engine, writer, reader);
                 if sqlite_file_readable {
-                    // The path as sqlx resolved it (percent-decoding and all), so that both
-                    // open the same file.
-                    let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?.get_filename().to_owned();
                     store.point_readers = Some(Arc::new(point_read::SqliteReaders::open_beside(&file)?));
                 }
                 Ok(store)
@@ -453,6 +451,11 @@ fn normalise_url(url: &str) -> Result<(Engine, String, bool)> {
         Some((f, q)) => (f, Some(q)),
         None => (path, None),
     };
+    // SQLite gives each connection to an empty name a private temporary database of its
+    // own: the writer and the readers would each see a different one.
+    if file.is_empty() {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
     if file != ":memory:"
         && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
     {
@@ -527,6 +530,8 @@ mod tests {
         assert!(!normalise_url("sqlite::memory:").unwrap().2);
         assert!(!normalise_url("sqlite://x.db?mode=memory").unwrap().2);
         assert!(!normalise_url("sqlite://x.db?vfs=unix-dotfile").unwrap().2);
+        assert!(normalise_url("sqlite://").is_err());
+        assert!(normalise_url("sqlite:?mode=rwc").is_err());
         assert!(normalise_url("mysql://x").is_err());
     }
 }

@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use sqlx::Row;
@@ -86,11 +86,18 @@ const MAX_IDLE: usize = 8;
 /// so `$n` is looked up by name, as sqlx does.
 const PARAM_NAMES: [&str; 9] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
 
+/// After a read found SQLite locked, reads go straight to sqlx's pool for this long: a lock
+/// that outlasts one read (a backup's checkpoint) would otherwise cost every read its
+/// [`BUSY_TIMEOUT`] on a Tokio worker.
+const AFTER_BUSY: Duration = Duration::from_millis(500);
+
 /// rusqlite connections to the database file, for point reads on the calling thread.
 pub(crate) struct SqliteReaders {
     path: PathBuf,
     /// None once the store is closed.
     idle: Mutex<Option<Vec<Connection>>>,
+    /// Until when reads skip this pool (see [`AFTER_BUSY`]).
+    busy_until: Mutex<Option<Instant>>,
 }
 
 /// What a read on the calling thread came to.
@@ -104,7 +111,8 @@ impl SqliteReaders {
     /// Readers of the file at `path` (the one sqlx opened). One connection is opened now,
     /// so that a file rusqlite cannot open fails here rather than on every request.
     pub(crate) fn open_beside(path: &Path) -> Result<SqliteReaders> {
-        let readers = SqliteReaders { path: path.to_owned(), idle: Mutex::new(Some(Vec::new())) };
+        let readers =
+            SqliteReaders { path: path.to_owned(), idle: Mutex::new(Some(Vec::new())), busy_until: Mutex::new(None) };
         let first = readers.open()?;
         readers.give_back(first);
         Ok(readers)
@@ -152,22 +160,32 @@ impl SqliteReaders {
     where
         D: FnOnce(&dyn Columns) -> Result<T>,
     {
+        if self.busy_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|until| Instant::now() < until) {
+            return Ok(Inline::Busy(decode));
+        }
         let conn = self.take()?;
         let answer = read_on(&conn, sql, params, decode);
         match answer {
             // A connection whose read failed on the database's side is dropped, not reused.
-            Err(StoreError::Sqlite(_)) | Ok(Inline::Busy(_)) => {}
+            Err(StoreError::Sqlite(_)) => {}
+            Ok(Inline::Busy(_)) => {
+                *self.busy_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + AFTER_BUSY);
+                self.give_back(conn);
+            }
             _ => self.give_back(conn),
         }
         answer
     }
 }
 
-fn is_busy(e: &rusqlite::Error) -> bool {
+/// SQLite was locked (or, after a long wait to start a WAL read, gave up with
+/// SQLITE_PROTOCOL): worth trying again, on sqlx's pool.
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, FileLockingProtocolFailed};
     matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            if matches!(f.code, DatabaseBusy | DatabaseLocked | FileLockingProtocolFailed)
     )
 }
 

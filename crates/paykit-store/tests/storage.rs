@@ -752,3 +752,24 @@ engine_tests!(a_reads_nonce_stays_refused_when_storing_it_fails, async move |sto
     let other_process = db.store().await;
     assert!(!other_process.spend_nonce("m1", "lostlostlostlost", now(), Read).await.unwrap(), "stored");
 });
+
+/// SQLite's point readers open the file sqlx opens, even when the URL's path has a `..`
+/// that the URL parser folds away but the kernel would follow through a symlink.
+#[tokio::test]
+async fn point_readers_open_the_file_sqlx_opens() {
+    let dir = std::env::temp_dir().join(format!("paykit-test-{}", paykit_store::ids::random_base32(12)));
+    let deep = dir.join("real").join("deep");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::os::unix::fs::symlink(&deep, dir.join("link")).unwrap();
+    // sqlx opens DIR/paykit.db; the path as written leads the kernel to DIR/real/paykit.db.
+    let url = format!("sqlite://{}/link/../paykit.db", dir.display());
+    let store = Store::connect(&url, &paykit_store::StoreConfig::default()).await.expect("both open one file");
+    store.migrate().await.unwrap();
+    let (merchant, _key) = store.create_merchant("Corner Shop", None, now()).await.unwrap();
+    let order = dynamic_order(&merchant.id, "DOTS", "1.00");
+    store.create_order(&order).await.unwrap();
+    assert_eq!(store.order(&order.id).await.unwrap().map(|o| o.id), Some(order.id));
+    assert!(dir.join("paykit.db").exists() && !dir.join("real/paykit.db").exists());
+    store.close().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
