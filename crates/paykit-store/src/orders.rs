@@ -1,6 +1,7 @@
 //! Orders: created by merchants (dynamic QR) or by a scanned payment code (micropay).
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use paykit_core::order::OrderStatus;
 use paykit_core::time::Timestamp;
@@ -202,23 +203,27 @@ impl Store {
     }
 
     pub async fn order(&self, order_id: &str) -> Result<Option<Order>> {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-        self.read_one(&sql, &[Param::Text(order_id)], |r| order_from_row(r)).await
+        static SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"));
+        self.read_one(&SQL, &[Param::Text(order_id)], |r| order_from_row(r)).await
     }
 
     /// An order with its merchant's status (which says whether it may be paid now), in
     /// one read.
     pub async fn order_and_merchant_status(&self, order_id: &str) -> Result<Option<(Order, String)>> {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS}, (SELECT m.status FROM merchants m WHERE m.id = orders.merchant_id) \
-             FROM orders WHERE id = $1"
-        );
-        self.read_one(&sql, &[Param::Text(order_id)], |r| Ok((order_from_row(r)?, r.text(ORDER_COLUMN_COUNT)?))).await
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {ORDER_COLUMNS}, (SELECT m.status FROM merchants m WHERE m.id = orders.merchant_id) \
+                 FROM orders WHERE id = $1"
+            )
+        });
+        self.read_one(&SQL, &[Param::Text(order_id)], |r| Ok((order_from_row(r)?, r.text(ORDER_COLUMN_COUNT)?))).await
     }
 
     pub async fn order_by_out_trade_no(&self, merchant_id: &str, out_trade_no: &str) -> Result<Option<Order>> {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND out_trade_no = $2");
-        self.read_one(&sql, &[Param::Text(merchant_id), Param::Text(out_trade_no)], |r| order_from_row(r)).await
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND out_trade_no = $2")
+        });
+        self.read_one(&SQL, &[Param::Text(merchant_id), Param::Text(out_trade_no)], |r| order_from_row(r)).await
     }
 
     /// Closes an unpaid order. Returns the order as it now stands.

@@ -94,10 +94,16 @@ const AFTER_BUSY: Duration = Duration::from_millis(500);
 /// rusqlite connections to the database file, for point reads on the calling thread.
 pub(crate) struct SqliteReaders {
     path: PathBuf,
-    /// None once the store is closed.
-    idle: Mutex<Option<Vec<Connection>>>,
-    /// Until when reads skip this pool (see [`AFTER_BUSY`]).
-    busy_until: Mutex<Option<Instant>>,
+    pool: Mutex<Pool>,
+}
+
+/// The readers' state, behind one lock.
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    closed: bool,
+    /// Until when reads skip these connections (see [`AFTER_BUSY`]).
+    skip_until: Option<Instant>,
 }
 
 /// What a read on the calling thread came to.
@@ -111,16 +117,21 @@ impl SqliteReaders {
     /// Readers of the file at `path` (the one sqlx opened). One connection is opened now,
     /// so that a file rusqlite cannot open fails here rather than on every request.
     pub(crate) fn open_beside(path: &Path) -> Result<SqliteReaders> {
-        let readers =
-            SqliteReaders { path: path.to_owned(), idle: Mutex::new(Some(Vec::new())), busy_until: Mutex::new(None) };
+        let readers = SqliteReaders { path: path.to_owned(), pool: Mutex::default() };
         let first = readers.open()?;
-        readers.give_back(first);
+        readers.give_back(first, false);
         Ok(readers)
     }
 
     /// Closes the idle connections; later reads fail as on a closed pool.
     pub(crate) fn close(&self) {
-        *self.idle.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut pool = self.lock();
+        pool.closed = true;
+        pool.idle.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -135,44 +146,47 @@ impl SqliteReaders {
         Ok(conn)
     }
 
-    fn take(&self) -> Result<Connection> {
-        let idle = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            Some(idle) => idle.pop(),
-            None => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
-        };
-        match idle {
-            Some(conn) => Ok(conn),
-            None => Ok(self.open()?),
+    /// A connection, or None while reads skip them after a busy one.
+    fn take(&self) -> Result<Option<Connection>> {
+        let mut pool = self.lock();
+        if pool.closed {
+            return Err(StoreError::Database(sqlx::Error::PoolClosed));
         }
+        if pool.skip_until.is_some_and(|until| Instant::now() < until) {
+            return Ok(None);
+        }
+        let idle = pool.idle.pop();
+        drop(pool);
+        Ok(Some(match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        }))
     }
 
-    fn give_back(&self, conn: Connection) {
-        if let Some(idle) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
-            && idle.len() < MAX_IDLE
-        {
-            idle.push(conn);
+    /// Keeps `conn` for the next read; `busy` when its read found SQLite locked.
+    fn give_back(&self, conn: Connection, busy: bool) {
+        let mut pool = self.lock();
+        if busy {
+            pool.skip_until = Some(Instant::now() + AFTER_BUSY);
+        }
+        if !pool.closed && pool.idle.len() < MAX_IDLE {
+            pool.idle.push(conn);
         }
     }
 
     /// The read, or `Busy` with `decode` unrun when SQLite made it wait past
-    /// [`BUSY_TIMEOUT`].
+    /// [`BUSY_TIMEOUT`] (or did so to a read less than [`AFTER_BUSY`] ago).
     fn read_one<T, D>(&self, sql: &str, params: &[Param<'_>], decode: D) -> Result<Inline<T, D>>
     where
         D: FnOnce(&dyn Columns) -> Result<T>,
     {
-        if self.busy_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|until| Instant::now() < until) {
-            return Ok(Inline::Busy(decode));
-        }
-        let conn = self.take()?;
+        let Some(conn) = self.take()? else { return Ok(Inline::Busy(decode)) };
         let answer = read_on(&conn, sql, params, decode);
         match answer {
             // A connection whose read failed on the database's side is dropped, not reused.
             Err(StoreError::Sqlite(_)) => {}
-            Ok(Inline::Busy(_)) => {
-                *self.busy_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + AFTER_BUSY);
-                self.give_back(conn);
-            }
-            _ => self.give_back(conn),
+            Ok(Inline::Busy(_)) => self.give_back(conn, true),
+            _ => self.give_back(conn, false),
         }
         answer
     }
@@ -228,9 +242,8 @@ impl Store {
         &self,
         sql: &str,
         params: &[Param<'_>],
-        decode: impl FnOnce(&dyn Columns) -> Result<T>,
+        mut decode: impl FnOnce(&dyn Columns) -> Result<T>,
     ) -> Result<Option<T>> {
-        let mut decode = decode;
         if let Some(readers) = &self.point_readers {
             debug_assert_eq!(self.engine, Engine::Sqlite);
             match readers.read_one(sql, params, decode)? {

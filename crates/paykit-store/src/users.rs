@@ -1,5 +1,7 @@
 //! Wallet users, their sessions, real-name details, pay-password state, cards and devices.
 
+use std::sync::LazyLock;
+
 use paykit_core::Currency;
 use paykit_core::ledger::AccountKind;
 use paykit_core::time::Timestamp;
@@ -172,11 +174,13 @@ impl Store {
 
     /// The user a live session belongs to, read with the session in one round trip.
     pub async fn session_user(&self, token_digest: &str, now: Timestamp) -> Result<Option<User>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users \
-             WHERE id = (SELECT user_id FROM sessions WHERE token_digest = $1 AND expires_at_us > $2)"
-        );
-        self.read_one(&sql, &[Param::Text(token_digest), Param::Int(now.unix_micros())], |r| user_from_row(r)).await
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {USER_COLUMNS} FROM users \
+                 WHERE id = (SELECT user_id FROM sessions WHERE token_digest = $1 AND expires_at_us > $2)"
+            )
+        });
+        self.read_one(&SQL, &[Param::Text(token_digest), Param::Int(now.unix_micros())], |r| user_from_row(r)).await
     }
 
     /// Records verified real-name details once. Returns false if the user already has
