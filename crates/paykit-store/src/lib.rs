@@ -19,6 +19,7 @@ pub mod merchants;
 pub mod nonces;
 pub mod operators;
 pub mod orders;
+pub mod pay_context;
 mod pay_together;
 pub mod payments;
 mod point_read;

@@ -35,7 +35,7 @@ pub(crate) const ORDER_COLUMNS: &str = "id, merchant_id, out_trade_no, kind, amo
      status, request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id";
 
 /// How many columns [`ORDER_COLUMNS`] names: a query can add its own after them.
-const ORDER_COLUMN_COUNT: usize = 17;
+pub(crate) const ORDER_COLUMN_COUNT: usize = 17;
 
 pub(crate) fn order_from_row<R: Columns + ?Sized>(r: &R) -> Result<Order> {
     let corrupt = |e: String| StoreError::Corrupt(e);
@@ -205,18 +205,6 @@ impl Store {
     pub async fn order(&self, order_id: &str) -> Result<Option<Order>> {
         static SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"));
         self.read_one(&SQL, &[Param::Text(order_id)], |r| order_from_row(r)).await
-    }
-
-    /// An order with its merchant's status (which says whether it may be paid now), in
-    /// one read.
-    pub async fn order_and_merchant_status(&self, order_id: &str) -> Result<Option<(Order, String)>> {
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            format!(
-                "SELECT {ORDER_COLUMNS}, (SELECT m.status FROM merchants m WHERE m.id = orders.merchant_id) \
-                 FROM orders WHERE id = $1"
-            )
-        });
-        self.read_one(&SQL, &[Param::Text(order_id)], |r| Ok((order_from_row(r)?, r.text(ORDER_COLUMN_COUNT)?))).await
     }
 
     pub async fn order_by_out_trade_no(&self, merchant_id: &str, out_trade_no: &str) -> Result<Option<Order>> {

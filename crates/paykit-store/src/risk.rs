@@ -1,9 +1,12 @@
 //! What risk rules need to know, and payments held for the consumer's confirmation.
 
+use std::sync::LazyLock;
+
 use paykit_core::time::Timestamp;
 use sqlx::Row;
 
-use crate::{Result, Store, ids};
+use crate::point_read::{Columns, Param};
+use crate::{Result, Store, StoreError, ids};
 
 /// A pending confirmation as the consumer sees it.
 #[derive(Debug, Clone)]
@@ -16,33 +19,75 @@ pub struct Pending {
     pub expires_at: Timestamp,
 }
 
+/// A payer's paid orders as the risk rules weigh them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayerHistory {
+    /// Payments since the velocity window's start.
+    pub recent_payments: i64,
+    /// Minor units paid since the start of the day.
+    pub spent_today_minor: i64,
+    /// Whether the payer has paid this merchant before.
+    pub paid_payee_before: bool,
+}
+
+/// The columns of a [`PayerHistory`] read in a larger statement, by parameter number: the
+/// payer (`payer`), the window's and the day's starts (`window`, `day`), the earlier of the
+/// two (`since`), and an expression for the merchant (`merchant`). Each part reads only
+/// what it needs through an index (migration 0010): the payments since the earlier start,
+/// and one probe for the merchant.
+pub(crate) struct HistorySql {
+    /// A derived table of one row, columns `recent` and `today`.
+    pub table: String,
+    /// A column: 1 when the payer has paid the merchant before, else 0.
+    pub paid_before: String,
+}
+
+pub(crate) fn history_sql(payer: &str, window: &str, day: &str, since: &str, merchant: &str) -> HistorySql {
+    HistorySql {
+        table: format!(
+            "(SELECT CAST(COALESCE(SUM(CASE WHEN paid_at_us >= {window} THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent, \
+                     CAST(COALESCE(SUM(CASE WHEN paid_at_us >= {day} THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS today \
+              FROM orders WHERE payer_user_id = {payer} AND status = 'SUCCESS' AND paid_at_us >= {since})"
+        ),
+        paid_before: format!(
+            "CAST(CASE WHEN EXISTS (SELECT 1 FROM orders WHERE payer_user_id = {payer} AND merchant_id = {merchant} \
+                  AND status = 'SUCCESS') THEN 1 ELSE 0 END AS BIGINT)"
+        ),
+    }
+}
+
+/// Decodes the three columns from `first` on: recent, today, paid before.
+pub(crate) fn history_at<R: Columns + ?Sized>(r: &R, first: usize) -> Result<PayerHistory> {
+    Ok(PayerHistory {
+        recent_payments: r.int(first)?,
+        spent_today_minor: r.int(first + 1)?,
+        paid_payee_before: r.int(first + 2)? > 0,
+    })
+}
+
 impl Store {
-    /// (payments since `window_start`, minor units paid since `day_start`, paid this
-    /// merchant before) for a consumer.
-    pub async fn risk_facts(
+    /// A consumer's history as the risk rules weigh a payment to `merchant_id`.
+    pub async fn payer_history(
         &self,
         user_id: &str,
         merchant_id: &str,
         window_start: Timestamp,
         day_start: Timestamp,
-    ) -> Result<(i64, i64, bool)> {
-        // Each part reads only what it needs through an index (migration 0010): the
-        // payments since the earlier of the two starts, and one probe for the merchant.
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN paid_at_us >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-                    CAST(COALESCE(SUM(CASE WHEN paid_at_us >= $3 THEN amount_minor ELSE 0 END), 0) AS BIGINT), \
-                    CAST(CASE WHEN EXISTS (SELECT 1 FROM orders WHERE payer_user_id = $1 AND merchant_id = $4 AND status = 'SUCCESS') \
-                         THEN 1 ELSE 0 END AS BIGINT) \
-             FROM orders WHERE payer_user_id = $1 AND status = 'SUCCESS' AND paid_at_us >= $5",
-        )
-        .bind(user_id)
-        .bind(window_start.unix_micros())
-        .bind(day_start.unix_micros())
-        .bind(merchant_id)
-        .bind(window_start.min(day_start).unix_micros())
-        .fetch_one(self.reader())
-        .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get::<i64, _>(2)? > 0))
+    ) -> Result<PayerHistory> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let h = history_sql("$1", "$2", "$3", "$5", "$4");
+            format!("SELECT h.recent, h.today, {} FROM {} h", h.paid_before, h.table)
+        });
+        let params = [
+            Param::Text(user_id),
+            Param::Int(window_start.unix_micros()),
+            Param::Int(day_start.unix_micros()),
+            Param::Text(merchant_id),
+            Param::Int(window_start.min(day_start).unix_micros()),
+        ];
+        self.read_one(&SQL, &params, |r| history_at(r, 0))
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("an aggregate returned no row".into()))
     }
 
     /// Holds a payment for the consumer's confirmation, and tells them why.

@@ -84,6 +84,23 @@ fn card_from_row(r: &AnyRow) -> Result<Card> {
     })
 }
 
+/// A device's columns, each prefixed with `alias` (say `"d."`), in [`device_at`]'s order.
+pub(crate) fn device_columns(alias: &str) -> String {
+    ["id", "user_id", "name", "secret", "confirm_payments", "status"].map(|c| format!("{alias}{c}")).join(", ")
+}
+
+/// Decodes a device from [`device_columns`] starting at column `first`.
+pub(crate) fn device_at<R: Columns + ?Sized>(r: &R, first: usize) -> Result<Device> {
+    Ok(Device {
+        id: r.text(first)?,
+        user_id: r.text(first + 1)?,
+        name: r.text(first + 2)?,
+        secret_b64: r.text(first + 3)?,
+        confirm_payments: r.int(first + 4)? != 0,
+        status: r.text(first + 5)?,
+    })
+}
+
 #[derive(Clone)]
 pub struct Device {
     /// The 8-digit device number printed inside payment codes.
@@ -407,18 +424,9 @@ impl Store {
     }
 
     pub async fn device(&self, device_id: &str) -> Result<Option<Device>> {
-        let sql = "SELECT id, user_id, name, secret, confirm_payments, status FROM devices WHERE id = $1";
-        self.read_one(sql, &[Param::Text(device_id)], |r| {
-            Ok(Device {
-                id: r.text(0)?,
-                user_id: r.text(1)?,
-                name: r.text(2)?,
-                secret_b64: r.text(3)?,
-                confirm_payments: r.int(4)? != 0,
-                status: r.text(5)?,
-            })
-        })
-        .await
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {} FROM devices WHERE id = $1", device_columns("")));
+        self.read_one(&SQL, &[Param::Text(device_id)], |r| device_at(r, 0)).await
     }
 
     /// Suspends a device and tells its owner. Returns false if it already was.

@@ -392,14 +392,13 @@ pub async fn micropay(
         return Err(ApiError::new(ErrorCode::AccountFrozen, "the payer's account is frozen"));
     }
 
-    let window_start_risk = now.plus_secs(-state.config().risk.velocity_window_secs);
-    let day_start = Timestamp::from_unix_secs((now.unix_secs() + 8 * 3600).div_euclid(86_400) * 86_400 - 8 * 3600);
-    let (recent, today, paid_before) = store.risk_facts(&payer.id, merchant_id, window_start_risk, day_start).await?;
+    let (window_start_risk, day_start) = super::wallet::risk_windows(&state, now);
+    let history = store.payer_history(&payer.id, merchant_id, window_start_risk, day_start).await?;
     let facts = paykit_core::risk::RiskFacts {
         amount_minor: amount.minor_units(),
-        recent_payments: recent,
-        spent_today_minor: today,
-        paid_payee_before: paid_before,
+        recent_payments: history.recent_payments,
+        spent_today_minor: history.spent_today_minor,
+        paid_payee_before: history.paid_payee_before,
         pay_password_failures: payer.pay_failures,
         device_code_failures: store.code_failures_since(None, Some(&device.id), window_start).await?,
     };

@@ -11,7 +11,9 @@ use paykit_core::time::Timestamp;
 use paykit_core::wallet::{PayPasswordError, check_pay_password, is_valid_phone, verify_device_proof};
 use paykit_core::{ErrorCode, qr_token, resident_id};
 use paykit_store::bank::RecordFilter;
+use paykit_store::pay_context::PayContext;
 use paykit_store::payments::{Funding, IdempotencyKey, PayOrder};
+use paykit_store::risk::PayerHistory;
 use paykit_store::users::{Device, NewCard, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -517,8 +519,20 @@ async fn verify_device(
     order: &paykit_store::orders::Order,
     c: &DeviceConfirmation,
 ) -> Result<String, ApiError> {
+    let device = state.store().device(&c.device_id).await?;
+    check_device(state, user, order, c, device)
+}
+
+/// [`verify_device`] with the device already read (None: there is no such device).
+fn check_device(
+    state: &AppState,
+    user: &User,
+    order: &paykit_store::orders::Order,
+    c: &DeviceConfirmation,
+    device: Option<Device>,
+) -> Result<String, ApiError> {
     let invalid = || ApiError::new(ErrorCode::DeviceProofInvalid, "the device confirmation does not verify");
-    let device = state.store().device(&c.device_id).await?.filter(|d| d.user_id == user.id).ok_or_else(invalid)?;
+    let device = device.filter(|d| d.user_id == user.id && d.id == c.device_id).ok_or_else(invalid)?;
     if !device.confirm_payments || device.status != "ACTIVE" {
         return Err(ApiError::new(ErrorCode::DeviceNotEnabled, "this device is not enabled to confirm payments"));
     }
@@ -551,29 +565,39 @@ pub struct Pay {
     device_proof: Option<String>,
 }
 
+/// The starts of the risk rules' velocity window and of the day (China Standard Time) that
+/// `now` falls in.
+pub(crate) fn risk_windows(state: &AppState, now: Timestamp) -> (Timestamp, Timestamp) {
+    let day_start = Timestamp::from_unix_secs((now.unix_secs() + 8 * 3600).div_euclid(86_400) * 86_400 - 8 * 3600);
+    (now.plus_secs(-state.config().risk.velocity_window_secs), day_start)
+}
+
 /// Applies the risk rules to a payment: `Ok(Some(answer))` when it is held (202, nothing
 /// moved until the consumer confirms), an error when it is blocked, `Ok(None)` to go on.
-pub(crate) async fn risk_check(
+/// `history` is the payer's as read with the order, or None to read it now.
+async fn risk_check(
     state: &AppState,
     user: &User,
     order: &paykit_store::orders::Order,
     funding: &str,
-    device_code_failures: Option<i64>,
+    history: Option<PayerHistory>,
 ) -> Result<Option<Json<serde_json::Value>>, ApiError> {
     let now = state.clock().now();
     let rules = &state.config().risk;
-    let day_start = Timestamp::from_unix_secs((now.unix_secs() + 8 * 3600).div_euclid(86_400) * 86_400 - 8 * 3600);
-    let (recent, today, paid_before) = state
-        .store()
-        .risk_facts(&user.id, &order.merchant_id, now.plus_secs(-rules.velocity_window_secs), day_start)
-        .await?;
+    let history = match history {
+        Some(history) => history,
+        None => {
+            let (window_start, day_start) = risk_windows(state, now);
+            state.store().payer_history(&user.id, &order.merchant_id, window_start, day_start).await?
+        }
+    };
     let facts = paykit_core::risk::RiskFacts {
         amount_minor: order.amount.minor_units(),
-        recent_payments: recent,
-        spent_today_minor: today,
-        paid_payee_before: paid_before,
+        recent_payments: history.recent_payments,
+        spent_today_minor: history.spent_today_minor,
+        paid_payee_before: history.paid_payee_before,
         pay_password_failures: user.pay_failures,
-        device_code_failures: device_code_failures.unwrap_or(0),
+        device_code_failures: 0,
     };
     let decision = paykit_core::risk::evaluate(rules, &facts);
     let reasons = decision.reasons.join(", ");
@@ -607,9 +631,13 @@ pub async fn pay(
 ) -> Result<Response, ApiError> {
     let user = load_user(&who);
     require_can_pay(&user)?;
-    let (order, merchant_status) =
-        state.store().order_and_merchant_status(&req.order_id).await?.ok_or_else(|| ApiError::not_found("order"))?;
     let now = state.clock().now();
+    let (window_start, day_start) = risk_windows(&state, now);
+    let PayContext { order, merchant_status, device, history } = state
+        .store()
+        .pay_context(&req.order_id, &user.id, req.device_id.as_deref(), window_start, day_start)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
     let already_mine = order.payer_user_id.as_deref() == Some(user.id.as_str());
     if !already_mine {
         payable(&order, now)?;
@@ -617,14 +645,17 @@ pub async fn pay(
             return Err(ApiError::new(ErrorCode::MerchantFrozen, "this merchant cannot receive payments now"));
         }
     }
-    let confirmed_by_device = match authorisation(req.pay_password, req.device_id, req.device_ts, req.device_proof)? {
-        Authorisation::PayPassword(p) => {
-            verify_pay_password(&state, &user, &p).await?;
-            None
-        }
-        Authorisation::Device(c) => Some(verify_device(&state, &user, &order, &c).await?),
-    };
-    if !already_mine && let Some(held) = risk_check(&state, &user, &order, &req.funding, None).await? {
+    let (confirmed_by_device, history) =
+        match authorisation(req.pay_password, req.device_id, req.device_ts, req.device_proof)? {
+            Authorisation::PayPassword(p) => {
+                verify_pay_password(&state, &user, &p).await?;
+                // Read again after the password's hashing, which takes a while: payments
+                // made meanwhile count.
+                (None, None)
+            }
+            Authorisation::Device(c) => (Some(check_device(&state, &user, &order, &c, device)?), Some(history)),
+        };
+    if !already_mine && let Some(held) = risk_check(&state, &user, &order, &req.funding, history).await? {
         return Ok((StatusCode::ACCEPTED, held).into_response());
     }
     let funding = if req.funding == "balance" {
