@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod merchants;
 pub mod nonces;
 pub mod operators;
+mod order_batch;
 pub mod orders;
 pub mod pay_context;
 mod pay_together;
@@ -150,6 +151,8 @@ pub struct Store {
     point_readers: Option<Arc<point_read::SqliteReaders>>,
     /// Started on first use, inside the runtime (see `nonces`).
     nonce_writer: Arc<OnceLock<nonces::NonceWriter>>,
+    /// PostgreSQL's new orders in batches, with group commit on (see `order_batch`).
+    order_batcher: Option<Arc<order_batch::OrderBatcher>>,
 }
 
 impl Store {
@@ -202,6 +205,7 @@ impl Store {
             group_commit: None,
             point_readers: None,
             nonce_writer: Arc::default(),
+            order_batcher: None,
         }
     }
 
@@ -210,8 +214,11 @@ impl Store {
     /// PostgreSQL the payments it can settle together. One lane: parallel lanes' batches
     /// would each hold many balance rows at once. Needs a Tokio runtime.
     pub fn with_group_commit(mut self, max_batch: usize) -> Store {
-        let plain = Store { group_commit: None, nonce_writer: Arc::default(), ..self.clone() };
+        let plain = Store { group_commit: None, nonce_writer: Arc::default(), order_batcher: None, ..self.clone() };
         self.group_commit = Some(group_commit::GroupCommit::start(&plain, max_batch));
+        if self.engine == Engine::Postgres {
+            self.order_batcher = Some(Arc::new(order_batch::OrderBatcher::start(plain)));
+        }
         self
     }
 

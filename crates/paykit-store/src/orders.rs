@@ -86,7 +86,7 @@ async fn insert_order_row(conn: &mut sqlx::AnyConnection, order: &Order) -> Resu
 
 /// Inserts orders in one statement, skipping any whose out_trade_no its merchant already
 /// has; returns the ids inserted.
-async fn insert_order_rows(conn: &mut sqlx::AnyConnection, orders: &[&Order]) -> Result<HashSet<String>> {
+pub(crate) async fn insert_order_rows(conn: &mut sqlx::AnyConnection, orders: &[&Order]) -> Result<HashSet<String>> {
     let sql = format!(
         "INSERT INTO orders (id, merchant_id, out_trade_no, kind, amount_minor, currency, description, notify_url, status, \
            request_digest, expire_at_us, created_at_us, updated_at_us, paid_at_us, payer_user_id, funding, device_id) \
@@ -188,6 +188,11 @@ impl Store {
     pub async fn create_order(&self, order: &Order) -> Result<Created> {
         if let Some(group) = self.write_lane() {
             return group.create_order(order.clone()).await;
+        }
+        if let Some(batcher) = &self.order_batcher
+            && batcher.insert(order.clone()).await
+        {
+            return Ok(Created::New(order.clone()));
         }
         let row = order.clone();
         if self.write_statement(move |conn| Box::pin(async move { insert_order_row(conn, &row).await })).await? {

@@ -849,3 +849,78 @@ engine_tests!(pay_context_reads_order_merchant_device_and_history_at_once, async
     let context = store.pay_context(&to_shop.id, &payer.id, None, window, day).await.unwrap().unwrap();
     assert_eq!(context.merchant_status, "FROZEN");
 });
+
+engine_tests!(new_orders_created_together_keep_their_own_outcomes, async move |store: Store, _db: &TestDb| {
+    use paykit_store::orders::Created;
+    let (shop, _) = store.create_merchant("Shop", None, now()).await.unwrap();
+    // On SQLite the lane inserts a batch's new orders together; on PostgreSQL a batcher
+    // does, outside the lane.
+    let grouped = store.clone().with_group_commit(64);
+    let create_all = async |orders: &[paykit_store::orders::Order]| {
+        let tasks: Vec<_> = orders
+            .iter()
+            .cloned()
+            .map(|order| {
+                let grouped = grouped.clone();
+                tokio::spawn(async move { grouped.create_order(&order).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        outcomes
+    };
+
+    // New orders, and the same out_trade_no again (a merchant's retry racing its original).
+    let mut orders = Vec::new();
+    for i in 0..20 {
+        orders.push(dynamic_order(&shop.id, &format!("n{i}"), "1.00"));
+    }
+    for i in 0..5 {
+        orders.push(dynamic_order(&shop.id, &format!("n{i}"), "1.00"));
+    }
+    let outcomes = create_all(&orders).await;
+    for i in 0..5 {
+        // One of each pair made the order; the other got that same order back.
+        let (first, second) = (&outcomes[i], &outcomes[20 + i]);
+        let stored = store.order_by_out_trade_no(&shop.id, &format!("n{i}")).await.unwrap().unwrap();
+        match (first, second) {
+            (Ok(Created::New(new)), Ok(Created::Existing(existing)))
+            | (Ok(Created::Existing(existing)), Ok(Created::New(new))) => {
+                assert_eq!(new, existing);
+                assert_eq!(new, &stored);
+            }
+            other => panic!("n{i}: {other:?}"),
+        }
+    }
+    for i in 5..20 {
+        assert!(matches!(&outcomes[i], Ok(Created::New(o)) if *o == orders[i]), "n{i}: {:?}", outcomes[i]);
+        assert_eq!(store.order(&orders[i].id).await.unwrap().as_ref(), Some(&orders[i]));
+    }
+
+    // Orders the database refuses fail a statement they share; their neighbours still go in.
+    let mut orders = Vec::new();
+    for i in 0..10 {
+        let mut order = dynamic_order(&shop.id, &format!("m{i}"), "1.00");
+        if i % 2 == 0 {
+            order.kind = "no such kind".into();
+        }
+        orders.push(order);
+    }
+    let outcomes = create_all(&orders).await;
+    for (i, (order, outcome)) in orders.iter().zip(&outcomes).enumerate() {
+        if i % 2 == 0 {
+            assert!(outcome.is_err(), "m{i}: {outcome:?}");
+            assert_eq!(store.order(&order.id).await.unwrap(), None);
+        } else {
+            assert!(matches!(outcome, Ok(Created::New(o)) if o == order), "m{i}: {outcome:?}");
+            assert_eq!(store.order(&order.id).await.unwrap().as_ref(), Some(order));
+        }
+    }
+    let listed = store
+        .list_orders(&shop.id, &paykit_store::orders::OrderFilter { limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 25);
+});
