@@ -262,7 +262,7 @@ async fn run_lane(
             batch.push(job);
         }
         // On PostgreSQL a batch with nothing to settle together opens no transaction.
-        let shared = scope == Scope::EveryJob || worth_settling_together(&mut batch);
+        let shared = scope == Scope::EveryJob || worth_settling_together(&mut batch, store.engine());
         let outcome = if shared {
             let started = std::time::Instant::now();
             let outcome = run_batch(&store, &mut batch, scope).await;
@@ -344,14 +344,14 @@ async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>], scope: Scope) -> R
 
 /// Whether the batch has payments to settle together (else, on PostgreSQL, it needs no
 /// transaction of its own).
-fn worth_settling_together(batch: &mut [Box<dyn Job>]) -> bool {
+fn worth_settling_together(batch: &mut [Box<dyn Job>], engine: Engine) -> bool {
     let mut pays = Vec::new();
     for job in batch.iter_mut() {
         if let Together::Payment(pay, _) = job.together() {
             pays.push(pay);
         }
     }
-    !crate::pay_together::taken_together(&pays).is_empty()
+    !crate::pay_together::taken_together(&pays, engine).is_empty()
 }
 
 /// Settles the batch's new orders, then its payments, with set-based statements; what

@@ -46,8 +46,11 @@ struct Leg<'p> {
 
 /// The payments (indexes into `pays`) this path takes: balance payments without an
 /// idempotency key, each the first payment of its order in the batch (whatever that first
-/// one's funding). None when fewer than two: one payment alone gains nothing here.
-pub(crate) fn taken_together(pays: &[&OwnedPay]) -> Vec<usize> {
+/// one's funding). On SQLite none when fewer than two: there one payment alone is cheaper
+/// in its savepoint. On PostgreSQL one is enough: paid on its own instead, it would leave
+/// the lane idle, and the payments arriving next would each go on their own too, at ten
+/// statements and a commit each (see `group_commit.rs`).
+pub(crate) fn taken_together(pays: &[&OwnedPay], engine: Engine) -> Vec<usize> {
     let mut orders_seen = HashSet::new();
     let taken: Vec<usize> = (0..pays.len())
         .filter(|&i| {
@@ -55,7 +58,11 @@ pub(crate) fn taken_together(pays: &[&OwnedPay]) -> Vec<usize> {
             orders_seen.insert(p.order_id.as_str()) && may_settle_together(p)
         })
         .collect();
-    if taken.len() < 2 { Vec::new() } else { taken }
+    let fewest = match engine {
+        Engine::Sqlite => 2,
+        Engine::Postgres => 1,
+    };
+    if taken.len() < fewest { Vec::new() } else { taken }
 }
 
 /// Whether this path can take a payment at all: from the balance, without an idempotency
@@ -70,7 +77,7 @@ impl Tx {
     /// transaction itself broke.
     pub(crate) async fn pay_orders_together(&mut self, pays: &[&OwnedPay]) -> Result<Vec<Settled>> {
         let mut settled: Vec<Settled> = pays.iter().map(|_| None).collect();
-        let taken = taken_together(pays);
+        let taken = taken_together(pays, self.engine());
         if taken.is_empty() {
             return Ok(settled);
         }
@@ -332,5 +339,52 @@ impl Tx {
         }
         insert.execute(self.conn()).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paykit_core::time::Timestamp;
+
+    use super::taken_together;
+    use crate::Engine;
+    use crate::payments::{Funding, IdempotencyKey, OwnedPay};
+
+    fn pay(order_id: &str, funding: Funding, keyed: bool) -> OwnedPay {
+        OwnedPay {
+            order_id: order_id.into(),
+            user_id: "usr_1".into(),
+            funding,
+            confirmed_by_device: None,
+            idempotency: keyed.then(|| IdempotencyKey {
+                scope: "s".into(),
+                key: "k".into(),
+                request_digest: "d".into(),
+            }),
+            now: Timestamp::from_unix_secs(1_700_000_000),
+        }
+    }
+
+    #[test]
+    fn one_payment_is_taken_together_on_postgres_only() {
+        let alone = pay("ord_a", Funding::Balance, false);
+        assert_eq!(taken_together(&[&alone], Engine::Postgres), vec![0]);
+        assert_eq!(taken_together(&[&alone], Engine::Sqlite), Vec::<usize>::new());
+        let second = pay("ord_b", Funding::Balance, false);
+        assert_eq!(taken_together(&[&alone, &second], Engine::Sqlite), vec![0, 1]);
+    }
+
+    #[test]
+    fn keyed_card_and_repeated_payments_are_left_to_run_on_their_own() {
+        let card = Funding::Card { card_id: "card_1".into(), bank: crate::payments::BankAnswer::Approved };
+        let pays = [
+            pay("ord_a", Funding::Balance, true),
+            pay("ord_b", card, false),
+            pay("ord_c", Funding::Balance, false),
+            pay("ord_c", Funding::Balance, false),
+        ];
+        let refs: Vec<&OwnedPay> = pays.iter().collect();
+        assert_eq!(taken_together(&refs, Engine::Postgres), vec![2]);
+        assert_eq!(taken_together(&refs, Engine::Sqlite), Vec::<usize>::new());
     }
 }
