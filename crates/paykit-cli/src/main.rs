@@ -1,6 +1,9 @@
 //! `paykit`: the command line over the gateway and the store. Argument parsing, output
 //! formatting and exit codes live here; everything else is in the library crates.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod dev_cert;
 
