@@ -11,8 +11,8 @@ use base64::Engine as _;
 use paykit_core::signing::{AuthHeader, PartyKind, canonical_request, sign};
 use paykit_core::time::Timestamp;
 use paykit_core::{Currency, Money};
-use paykit_store::Store;
 use paykit_store::payments::BankAnswer;
+use paykit_store::{Store, StoreError};
 use tokio::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -443,17 +443,31 @@ async fn callbacks(store: Store, o: Options) -> Result<bool> {
     signal_gateway(o.gateway_pid, "-STOP")?;
     let started = Instant::now();
     let mut written = 0usize;
-    while written < o.events {
-        let batch = (o.events - written).min(500);
+    let write_batch = async |from: usize, batch: usize| -> Result<(), StoreError> {
         let mut tx = store.begin().await?;
         let t = now();
-        for i in written..written + batch {
+        for i in from..from + batch {
             let m = &fixture.merchants[i % fixture.merchants.len()];
             tx.enqueue_event("merchant", &m.id, "bench.ping", serde_json::json!({ "i": i }), Some(&sink_url), t)
                 .await?;
         }
-        tx.commit().await?;
-        written += batch;
+        tx.commit().await
+    };
+    let mut resumed = 0;
+    while written < o.events {
+        let batch = (o.events - written).min(500);
+        match write_batch(written, batch).await {
+            Ok(()) => written += batch,
+            // The gateway was paused holding SQLite's write lock: let it run a moment to
+            // finish that write, then pause it again and write the batch again.
+            Err(e) if e.is_transient() && o.gateway_pid.is_some() && resumed < 10 => {
+                resumed += 1;
+                signal_gateway(o.gateway_pid, "-CONT")?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                signal_gateway(o.gateway_pid, "-STOP")?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let enqueued = started.elapsed();
     signal_gateway(o.gateway_pid, "-CONT")?;

@@ -100,16 +100,25 @@ impl StoreError {
         match self {
             StoreError::GroupCommit(_) => true,
             StoreError::Sqlite(e) => point_read::is_busy(e),
-            StoreError::Database(sqlx::Error::Database(db)) => {
-                // Deadlock detected / serialization failure: the same request may succeed.
-                matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
-            }
+            StoreError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| transient_code(&code)),
             StoreError::Database(e) => matches!(
                 e,
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
             ),
             _ => false,
         }
+    }
+}
+
+/// Whether a database error code means the same request may succeed if tried again:
+/// PostgreSQL's deadlock detected or serialization failure (SQLSTATE, five characters), or
+/// SQLite's BUSY or LOCKED with any extended code (a number whose low byte is the primary
+/// code) — another process held the file's lock past the busy timeout.
+fn transient_code(code: &str) -> bool {
+    match code {
+        "40P01" | "40001" => true,
+        _ if code.len() < 5 => code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
     }
 }
 
@@ -526,6 +535,19 @@ fn migrator(engine: Engine) -> Migrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_locked_deadlock_and_serialization_failures_are_transient() {
+        // SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED; deadlock, serialization failure.
+        for code in ["5", "517", "6", "40P01", "40001"] {
+            assert!(transient_code(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT, SQLITE_FULL; unique violation,
+        // invalid byte sequence.
+        for code in ["2067", "19", "13", "23505", "22021", ""] {
+            assert!(!transient_code(code), "{code}");
+        }
+    }
 
     #[test]
     fn urls_normalise() {
