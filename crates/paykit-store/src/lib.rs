@@ -113,11 +113,12 @@ impl StoreError {
 /// Whether a database error code means the same request may succeed if tried again:
 /// PostgreSQL's deadlock detected or serialization failure (SQLSTATE, five characters), or
 /// SQLite's BUSY or LOCKED with any extended code (a number whose low byte is the primary
-/// code) — another process held the file's lock past the busy timeout.
+/// code) — another process held the file's lock past the busy timeout — or PROTOCOL (a WAL
+/// read that could not start in time; see `point_read::is_busy`).
 fn transient_code(code: &str) -> bool {
     match code {
         "40P01" | "40001" => true,
-        _ if code.len() < 5 => code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ if code.len() < 5 => code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 15)),
         _ => false,
     }
 }
@@ -538,8 +539,9 @@ mod tests {
 
     #[test]
     fn busy_locked_deadlock_and_serialization_failures_are_transient() {
-        // SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED; deadlock, serialization failure.
-        for code in ["5", "517", "6", "40P01", "40001"] {
+        // SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED, SQLITE_PROTOCOL; deadlock,
+        // serialization failure.
+        for code in ["5", "517", "6", "15", "40P01", "40001"] {
             assert!(transient_code(code), "{code}");
         }
         // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT, SQLITE_FULL; unique violation,

@@ -2,18 +2,31 @@
 //! new orders with one statement; on PostgreSQL an order commits on its own, and a burst of
 //! order creations costs a statement and a commit record each. Here one task inserts what
 //! is queued in one autocommitted statement (the nonces' pattern, `nonces.rs`), outside the
-//! payment lane's transaction, so it neither waits for the lane nor holds its locks.
+//! payment lane's transaction.
 //!
 //! The batch only ever says "inserted": an order it did not insert (its out_trade_no is
 //! taken, or the statement failed — one order's bad text fails them all — or the task has
 //! stopped) is inserted again on its own by [`crate::Store::create_order`], which then says
 //! exactly why. Every caller hears back only after the commit, so an acknowledged order is
-//! durable.
+//! durable. (Should a batch commit and its answer be lost with the connection, the order
+//! inserted again alone finds itself already there: the merchant gets it as existing, 200
+//! instead of 201, the same order.)
+//!
+//! An insert waits when its out_trade_no conflicts with a row another transaction is
+//! writing (a retried create while the order is being paid, a micropay not yet committed).
+//! A batch must not wait there with every other merchant's orders queued behind it, so the
+//! task's own connection has a short `lock_timeout`: the batch fails, and its orders go one
+//! by one, where only the one that conflicts waits.
+
+use std::collections::HashSet;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::Store;
 use crate::orders::{Order, insert_order_rows};
+use crate::{Result, Store};
+
+/// How long a batch waits for a row lock before its orders go one by one.
+const BATCH_LOCK_TIMEOUT: &str = "50ms";
 
 /// Orders per insert: 17 parameters each, far below PostgreSQL's 65,535.
 const MAX_BATCH: usize = 256;
@@ -49,18 +62,20 @@ impl OrderBatcher {
 
 async fn insert_batches(store: Store, mut pending: mpsc::UnboundedReceiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The task's own connection, out of the pool, so its session's lock timeout touches
+    // nothing else; dropped after any error, in case the error was the connection's.
+    let mut own: Option<sqlx::AnyConnection> = None;
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // One order for every process's batches, so two gateways inserting the same
         // out_trade_no wait for each other instead of deadlocking.
         batch.sort_unstable_by(|a: &Queued, b: &Queued| {
             (&a.order.merchant_id, &a.order.out_trade_no).cmp(&(&b.order.merchant_id, &b.order.out_trade_no))
         });
-        let orders: Vec<Order> = batch.iter().map(|q| q.order.clone()).collect();
-        let outcome = store
-            .write_statement(move |conn| {
-                Box::pin(async move { insert_order_rows(conn, &orders.iter().collect::<Vec<_>>()).await })
-            })
-            .await;
+        let orders: Vec<&Order> = batch.iter().map(|q| &q.order).collect();
+        let outcome = insert_on_own_connection(&store, &mut own, &orders).await;
+        if outcome.is_err() {
+            own = None;
+        }
         metrics::histogram!("paykit_order_batch_size").record(batch.len() as f64);
         let inserted = outcome.unwrap_or_else(|e| {
             tracing::warn!(error = %e, orders = batch.len(), "inserting orders together failed; inserting them one by one");
@@ -70,4 +85,22 @@ async fn insert_batches(store: Store, mut pending: mpsc::UnboundedReceiver<Queue
             let _ = queued.reply.send(inserted.contains(&queued.order.id));
         }
     }
+}
+
+async fn insert_on_own_connection(
+    store: &Store,
+    own: &mut Option<sqlx::AnyConnection>,
+    orders: &[&Order],
+) -> Result<HashSet<String>> {
+    let conn = match own {
+        Some(conn) => conn,
+        None => {
+            let mut conn = store.writer.acquire().await?.detach();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET lock_timeout = '{BATCH_LOCK_TIMEOUT}'")))
+                .execute(&mut conn)
+                .await?;
+            own.insert(conn)
+        }
+    };
+    insert_order_rows(conn, orders).await
 }

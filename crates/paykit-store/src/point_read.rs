@@ -15,7 +15,9 @@
 //! [`Columns`], so each read has one SQL text and one decoder for both engines.
 //!
 //! Only statements that read one row by a unique key belong here: a scan would hold the
-//! worker thread for as long as it runs.
+//! worker thread for as long as it runs. The one exception is bounded: a payer's history
+//! for the risk rules (`risk::payer_history`, `pay_context`), an index range over one
+//! payer's payments of the last day.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -924,3 +924,52 @@ engine_tests!(new_orders_created_together_keep_their_own_outcomes, async move |s
         .unwrap();
     assert_eq!(listed.len(), 25);
 });
+
+engine_tests!(
+    an_order_waiting_on_a_row_lock_does_not_hold_up_other_new_orders,
+    async move |store: Store, db: &TestDb| {
+        use paykit_store::orders::Created;
+        if db.engine == Engine::Sqlite {
+            return; // no row locks: SQLite's one writer is the lane itself
+        }
+        let (shop, _) = store.create_merchant("Shop", None, now()).await.unwrap();
+        let (other_shop, _) = store.create_merchant("Other Shop", None, now()).await.unwrap();
+        let grouped = store.clone().with_group_commit(64);
+        let first = dynamic_order(&shop.id, "taken", "1.00");
+        grouped.create_order(&first).await.unwrap();
+
+        // Another transaction is writing the order (as a payment would), so an insert of its
+        // out_trade_no waits for that transaction's end.
+        let raw = raw_pool(db).await;
+        let mut holder = raw.begin().await.unwrap();
+        sqlx::query("UPDATE orders SET updated_at_us = updated_at_us + 1 WHERE id = $1")
+            .bind(&first.id)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let retry = {
+            let (grouped, order) = (grouped.clone(), dynamic_order(&shop.id, "taken", "1.00"));
+            tokio::spawn(async move { grouped.create_order(&order).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Orders created meanwhile, for this merchant and another, do not wait with it.
+        let others: Vec<_> = (0..5)
+            .map(|i| {
+                let merchant = if i % 2 == 0 { &shop.id } else { &other_shop.id };
+                let (grouped, order) = (grouped.clone(), dynamic_order(merchant, &format!("new{i}"), "1.00"));
+                tokio::spawn(async move { (grouped.create_order(&order).await, order) })
+            })
+            .collect();
+        for task in others {
+            let (created, order) = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+                .await
+                .expect("a new order behind one that waits for a row lock")
+                .unwrap();
+            assert!(matches!(&created, Ok(Created::New(o)) if *o == order), "{created:?}");
+        }
+        assert!(!retry.is_finished(), "the retry waits for the row");
+        holder.commit().await.unwrap();
+        let retried = retry.await.unwrap();
+        assert!(matches!(&retried, Ok(Created::Existing(o)) if o.id == first.id), "{retried:?}");
+    }
+);
