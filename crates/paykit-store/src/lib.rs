@@ -112,13 +112,12 @@ impl StoreError {
 
 /// Whether a database error code means the same request may succeed if tried again:
 /// PostgreSQL's deadlock detected or serialization failure (SQLSTATE, five characters), or
-/// SQLite's BUSY or LOCKED with any extended code (a number whose low byte is the primary
-/// code) — another process held the file's lock past the busy timeout — or PROTOCOL (a WAL
-/// read that could not start in time; see `point_read::is_busy`).
+/// SQLite's busy codes (a number; see `point_read::is_busy_code`) — another process held
+/// the file's lock past the busy timeout.
 fn transient_code(code: &str) -> bool {
     match code {
         "40P01" | "40001" => true,
-        _ if code.len() < 5 => code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 15)),
+        _ if code.len() < 5 => code.parse::<i32>().is_ok_and(point_read::is_busy_code),
         _ => false,
     }
 }
@@ -221,8 +220,9 @@ impl Store {
 
     /// Routes writes through a commit pipeline that groups up to `max_batch` concurrent
     /// ones into one transaction: on SQLite every write (see [`Store::write_lane`]), on
-    /// PostgreSQL the payments it can settle together. One lane: parallel lanes' batches
-    /// would each hold many balance rows at once. Needs a Tokio runtime.
+    /// PostgreSQL the payments it can settle together, with new orders inserted in batches
+    /// beside it (`order_batch`). One lane: parallel lanes' batches would each hold many
+    /// balance rows at once. Needs a Tokio runtime.
     pub fn with_group_commit(mut self, max_batch: usize) -> Store {
         let plain = Store { group_commit: None, nonce_writer: Arc::default(), order_batcher: None, ..self.clone() };
         self.group_commit = Some(group_commit::GroupCommit::start(&plain, max_batch));

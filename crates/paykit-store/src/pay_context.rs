@@ -10,7 +10,7 @@ use paykit_core::time::Timestamp;
 use crate::orders::{ORDER_COLUMN_COUNT, ORDER_COLUMNS, Order, order_from_row};
 use crate::point_read::Param;
 use crate::risk::{PayerHistory, history_at, history_sql};
-use crate::users::{Device, device_at, device_columns};
+use crate::users::{DEVICE_COLUMN_COUNT, Device, device_at, device_columns};
 use crate::{Result, Store};
 
 /// One snapshot of what a payment's checks read.
@@ -50,7 +50,7 @@ impl Store {
         });
         const MERCHANT_STATUS: usize = ORDER_COLUMN_COUNT;
         const DEVICE: usize = MERCHANT_STATUS + 1;
-        const HISTORY: usize = DEVICE + 6;
+        const HISTORY: usize = DEVICE + DEVICE_COLUMN_COUNT;
         let params = [
             Param::Text(order_id),
             Param::Text(payer_id),

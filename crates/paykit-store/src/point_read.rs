@@ -197,12 +197,14 @@ impl SqliteReaders {
 /// SQLite was locked (or, after a long wait to start a WAL read, gave up with
 /// SQLITE_PROTOCOL): worth trying again, on sqlx's pool.
 pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, FileLockingProtocolFailed};
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, DatabaseBusy | DatabaseLocked | FileLockingProtocolFailed)
-    )
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if is_busy_code(f.extended_code))
+}
+
+/// [`is_busy`] by SQLite's result code, primary or extended (whose low byte is the
+/// primary code): BUSY, LOCKED or PROTOCOL. sqlx reports SQLite's errors by this number.
+pub(crate) fn is_busy_code(code: i32) -> bool {
+    use rusqlite::ffi::{SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL};
+    matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED | SQLITE_PROTOCOL)
 }
 
 fn read_on<T, D>(conn: &Connection, sql: &str, params: &[Param<'_>], decode: D) -> Result<Inline<T, D>>

@@ -84,9 +84,13 @@ fn card_from_row(r: &AnyRow) -> Result<Card> {
     })
 }
 
+/// How many columns [`device_columns`] names: a query can add its own after them.
+pub(crate) const DEVICE_COLUMN_COUNT: usize = 6;
+
 /// A device's columns, each prefixed with `alias` (say `"d."`), in [`device_at`]'s order.
 pub(crate) fn device_columns(alias: &str) -> String {
-    ["id", "user_id", "name", "secret", "confirm_payments", "status"].map(|c| format!("{alias}{c}")).join(", ")
+    const NAMES: [&str; DEVICE_COLUMN_COUNT] = ["id", "user_id", "name", "secret", "confirm_payments", "status"];
+    NAMES.map(|c| format!("{alias}{c}")).join(", ")
 }
 
 /// Decodes a device from [`device_columns`] starting at column `first`.
