@@ -37,11 +37,6 @@ enum Scope {
     SettledOnly,
 }
 
-/// A backstop: the batch skips locked rows rather than wait, but should any statement of it
-/// still wait this long for a lock, its settling fails and its payments run on their own
-/// instead of the lane sitting behind it.
-const LANE_LOCK_TIMEOUT: &str = "250ms";
-
 /// One request's work inside a shared transaction.
 trait Job: Send {
     /// Runs the work in its own savepoint, unless the batch already settled it. False when
@@ -203,16 +198,17 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the lane on `store` (which must not itself have group commit, or the lane
-    /// would keep its own queue alive forever).
-    pub(crate) fn start(store: &Store, max_batch: usize) -> Arc<GroupCommit> {
+    /// Starts the lane: its batches on `lane_store` (on PostgreSQL a one-connection pool of its
+    /// own), the work they leave on `store`. Neither may itself have group commit, or the
+    /// lane would keep its own queue alive forever.
+    pub(crate) fn start(store: &Store, lane_store: Store, max_batch: usize) -> Arc<GroupCommit> {
         let (lane, queue) = mpsc::unbounded_channel();
         let gate = Arc::new(Mutex::new(()));
         let scope = match store.engine() {
             Engine::Sqlite => Scope::EveryJob,
             Engine::Postgres => Scope::SettledOnly,
         };
-        tokio::spawn(run_lane(store.clone(), queue, max_batch.max(1), scope, gate.clone()));
+        tokio::spawn(run_lane(store.clone(), lane_store, queue, max_batch.max(1), scope, gate.clone()));
         Arc::new(GroupCommit { lane, gate })
     }
 
@@ -248,6 +244,7 @@ impl GroupCommit {
 
 async fn run_lane(
     store: Store,
+    lane_store: Store,
     mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
     max_batch: usize,
     scope: Scope,
@@ -265,7 +262,7 @@ async fn run_lane(
         let shared = scope == Scope::EveryJob || worth_settling_together(&mut batch, store.engine());
         let outcome = if shared {
             let started = std::time::Instant::now();
-            let outcome = run_batch(&store, &mut batch, scope).await;
+            let outcome = run_batch(&lane_store, &mut batch, scope).await;
             let in_commit = batch.iter().filter(|job| scope == Scope::EveryJob || job.done()).count();
             metrics::histogram!("paykit_group_commit_batch_size").record(in_commit as f64);
             metrics::histogram!("paykit_group_commit_batch_seconds").record(started.elapsed().as_secs_f64());
@@ -318,15 +315,9 @@ fn run_on_their_own(store: &Store, jobs: Vec<Box<dyn Job>>) {
 }
 
 async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>], scope: Scope) -> Result<(), StoreError> {
+    // On PostgreSQL the lane's connection waits at most `LANE_LOCK_TIMEOUT` for a lock.
     let mut tx = store.begin().await?;
-    let mut settled = Ok(());
-    if scope == Scope::SettledOnly {
-        settled = tx.execute_raw(&format!("SET LOCAL lock_timeout = '{LANE_LOCK_TIMEOUT}'")).await;
-    }
-    if settled.is_ok() {
-        settled = settle_together(&mut tx, batch).await;
-    }
-    if let Err(e) = settled {
+    if let Err(e) = settle_together(&mut tx, batch).await {
         let _ = tx.rollback().await;
         return Err(StoreError::GroupCommit(format!("the shared transaction broke: {e}")));
     }

@@ -72,16 +72,23 @@ pub(crate) fn may_settle_together(p: &OwnedPay) -> bool {
 }
 
 impl Tx {
-    /// Settles what it can of `pays`, inside a savepoint: on a database error nothing of
-    /// it is kept and every payment is left to run on its own. Err only when the
-    /// transaction itself broke.
+    /// Settles what it can of `pays`. On a database error nothing of it is kept and every
+    /// payment is left to run on its own: on SQLite, where the batch's other work shares
+    /// the transaction, this runs in a savepoint and the error is its own; on PostgreSQL,
+    /// where the transaction holds nothing else, the error is the transaction's (Err), and
+    /// a savepoint would only cost two more round trips on every batch. Otherwise Err only
+    /// when the transaction itself broke.
     pub(crate) async fn pay_orders_together(&mut self, pays: &[&OwnedPay]) -> Result<Vec<Settled>> {
         let mut settled: Vec<Settled> = pays.iter().map(|_| None).collect();
         let taken = taken_together(pays, self.engine());
         if taken.is_empty() {
             return Ok(settled);
         }
-        match self.in_savepoint(async |tx| tx.settle_together(pays, taken, &mut settled).await).await? {
+        let outcome = match self.engine() {
+            Engine::Sqlite => self.in_savepoint(async |tx| tx.settle_together(pays, taken, &mut settled).await).await?,
+            Engine::Postgres => self.settle_together(pays, taken, &mut settled).await,
+        };
+        match outcome {
             Ok(()) => {
                 metrics::counter!("paykit_payments_settled_together")
                     .increment(settled.iter().filter(|s| s.is_some()).count() as u64);
@@ -90,7 +97,10 @@ impl Tx {
             Err(e) => {
                 tracing::warn!(error = %e, payments = pays.len(), "settling payments together failed; paying them one by one");
                 metrics::counter!("paykit_payments_together_fell_back").increment(1);
-                Ok(pays.iter().map(|_| None).collect())
+                match self.engine() {
+                    Engine::Sqlite => Ok(pays.iter().map(|_| None).collect()),
+                    Engine::Postgres => Err(e),
+                }
             }
         }
     }

@@ -418,96 +418,108 @@ fn dynamic_order(merchant_id: &str, out_trade_no: &str, amount: &str) -> paykit_
 engine_tests!(
     a_row_locked_outside_the_lane_does_not_hold_up_its_other_payments,
     async move |store: Store, db: &TestDb| {
-        use paykit_core::order::OrderStatus;
-        use paykit_store::payments::{Funding, PayOrder};
-        if db.engine == Engine::Sqlite {
-            return; // no row locks: SQLite's one writer is the lane itself
-        }
-        let (merchant, _) = store.create_merchant("Shop", None, now()).await.unwrap();
-        let merchant_account = open(&store, "merchant", &merchant.id, AccountKind::MerchantSettlement).await;
-        let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
-        let mut payers = Vec::new();
-        for phone in ["13800000001", "13800000002"] {
-            let user = store.create_user(phone, "hash", now()).await.unwrap().unwrap();
-            let wallet = open(&store, "user", &user.id, AccountKind::WalletBalance).await;
-            post(&store, EntryKind::TopUp, &bank.id, &wallet.id, "100.00").await.unwrap();
-            payers.push((user.id, wallet.id));
-        }
-        let grouped = store.clone().with_group_commit(64);
-        let pay_two = |user: String, tag: &'static str| {
-            let (grouped, merchant) = (grouped.clone(), merchant.id.clone());
-            async move {
-                let mut orders = Vec::new();
-                for i in 0..2 {
-                    let order = dynamic_order(&merchant, &format!("{tag}{i}"), "1.00");
-                    grouped.create_order(&order).await.unwrap();
-                    orders.push(order.id);
-                }
-                let lane = grouped.clone();
-                let pay = move |order_id: String| {
-                    let (grouped, user) = (lane.clone(), user.clone());
-                    tokio::spawn(async move {
-                        let p = PayOrder {
-                            order_id: &order_id,
-                            user_id: &user,
-                            funding: Funding::Balance,
-                            confirmed_by_device: None,
-                            idempotency: None,
-                            now: now(),
-                        };
-                        grouped.pay_order(p).await
-                    })
-                };
-                let held = grouped.pause_group_commit().await.unwrap();
-                let tasks: Vec<_> = orders.into_iter().map(pay).collect();
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                drop(held);
-                tasks
-            }
-        };
-
-        // Another writer holds the first payer's balance row, as a long transaction would.
-        let raw = raw_pool(db).await;
-        let mut holder = raw.begin().await.unwrap();
-        sqlx::query("SELECT balance_minor FROM account_balances WHERE account_id = $1 FOR UPDATE")
-            .bind(&payers[0].1)
-            .fetch_all(&mut *holder)
-            .await
-            .unwrap();
-        // A batch that needs that row gives its payments up to run on their own (where they
-        // wait for the row like any other writer) instead of holding the lane...
-        let waiting = pay_two(payers[0].0.clone(), "A").await;
-        // ...so the next batch's payments go through while the row is still held.
-        for task in pay_two(payers[1].0.clone(), "B").await {
-            let paid = tokio::time::timeout(std::time::Duration::from_secs(20), task)
-                .await
-                .expect("a payment behind a batch that waits for a locked row")
-                .unwrap();
-            assert!(matches!(&paid, Ok(o) if o.status == OrderStatus::Success), "{paid:?}");
-        }
-        for task in &waiting {
-            assert!(!task.is_finished(), "the payments from the locked wallet wait for its row");
-        }
-        // Both landed on one of the merchant's shards: they were settled together, in a batch.
-        let shards_credited: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM account_balances WHERE account_id = $1 AND balance_minor <> 0")
-                .bind(&merchant_account.id)
-                .fetch_one(&raw)
-                .await
-                .unwrap();
-        assert_eq!(shards_credited, 1);
-        holder.commit().await.unwrap();
-        for task in waiting {
-            let paid = task.await.unwrap();
-            assert!(matches!(&paid, Ok(o) if o.status == OrderStatus::Success), "{paid:?}");
-        }
-        for (_, wallet) in &payers {
-            assert_eq!(store.balance(wallet).await.unwrap(), cny("98.00"));
-        }
-        let report = store.verify_ledger().await.unwrap();
-        assert!(report.is_ok(), "{:?}", report.violations);
+        // The batch skips a locked balance row instead of waiting for it.
+        let lock = "SELECT balance_minor FROM account_balances WHERE account_id = $1 FOR UPDATE";
+        lane_goes_on_while_a_payers_row_is_held(store, db, lock).await;
     }
 );
+
+engine_tests!(a_lock_the_lane_cannot_skip_does_not_hold_it_up_either, async move |store: Store, db: &TestDb| {
+    // The postings' foreign-key check on the wallet's account row waits for this lock:
+    // the lane's lock timeout gives the batch's payments up to run on their own.
+    let lock = "SELECT id FROM accounts WHERE id = $1 FOR UPDATE";
+    lane_goes_on_while_a_payers_row_is_held(store, db, lock).await;
+});
+
+/// Two payments from the first payer while another transaction holds `lock` (one
+/// placeholder: the payer's wallet account), then two from the second: the second two are
+/// settled together while the lock is still held, the first two once it is let go.
+async fn lane_goes_on_while_a_payers_row_is_held(store: Store, db: &TestDb, lock: &str) {
+    use paykit_core::order::OrderStatus;
+    use paykit_store::payments::{Funding, PayOrder};
+    if db.engine == Engine::Sqlite {
+        return; // no row locks: SQLite's one writer is the lane itself
+    }
+    let (merchant, _) = store.create_merchant("Shop", None, now()).await.unwrap();
+    let merchant_account = open(&store, "merchant", &merchant.id, AccountKind::MerchantSettlement).await;
+    let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
+    let mut payers = Vec::new();
+    for phone in ["13800000001", "13800000002"] {
+        let user = store.create_user(phone, "hash", now()).await.unwrap().unwrap();
+        let wallet = open(&store, "user", &user.id, AccountKind::WalletBalance).await;
+        post(&store, EntryKind::TopUp, &bank.id, &wallet.id, "100.00").await.unwrap();
+        payers.push((user.id, wallet.id));
+    }
+    let grouped = store.clone().with_group_commit(64);
+    let pay_two = |user: String, tag: &'static str| {
+        let (grouped, merchant) = (grouped.clone(), merchant.id.clone());
+        async move {
+            let mut orders = Vec::new();
+            for i in 0..2 {
+                let order = dynamic_order(&merchant, &format!("{tag}{i}"), "1.00");
+                grouped.create_order(&order).await.unwrap();
+                orders.push(order.id);
+            }
+            let lane = grouped.clone();
+            let pay = move |order_id: String| {
+                let (grouped, user) = (lane.clone(), user.clone());
+                tokio::spawn(async move {
+                    let p = PayOrder {
+                        order_id: &order_id,
+                        user_id: &user,
+                        funding: Funding::Balance,
+                        confirmed_by_device: None,
+                        idempotency: None,
+                        now: now(),
+                    };
+                    grouped.pay_order(p).await
+                })
+            };
+            let held = grouped.pause_group_commit().await.unwrap();
+            let tasks: Vec<_> = orders.into_iter().map(pay).collect();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            drop(held);
+            tasks
+        }
+    };
+
+    // Another writer holds a row of the first payer's, as a long transaction would.
+    let raw = raw_pool(db).await;
+    let mut holder = raw.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(lock.to_owned())).bind(&payers[0].1).fetch_all(&mut *holder).await.unwrap();
+    // A batch that needs that row gives its payments up to run on their own (where they
+    // wait for the row like any other writer) instead of holding the lane...
+    let waiting = pay_two(payers[0].0.clone(), "A").await;
+    // ...so the next batch's payments go through while the row is still held.
+    for task in pay_two(payers[1].0.clone(), "B").await {
+        let paid = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+            .await
+            .expect("a payment behind a batch that waits for a locked row")
+            .unwrap();
+        assert!(matches!(&paid, Ok(o) if o.status == OrderStatus::Success), "{paid:?}");
+    }
+    for task in &waiting {
+        assert!(!task.is_finished(), "the payments from the locked wallet wait for its row");
+    }
+    // Both landed on one of the merchant's shards: they were settled together, in a batch.
+    let shards_credited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM account_balances WHERE account_id = $1 AND balance_minor <> 0")
+            .bind(&merchant_account.id)
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert_eq!(shards_credited, 1);
+    holder.commit().await.unwrap();
+    for task in waiting {
+        let paid = task.await.unwrap();
+        assert!(matches!(&paid, Ok(o) if o.status == OrderStatus::Success), "{paid:?}");
+    }
+    for (_, wallet) in &payers {
+        assert_eq!(store.balance(wallet).await.unwrap(), cny("98.00"));
+    }
+    let report = store.verify_ledger().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}
 
 engine_tests!(
     payments_settled_together_have_the_outcomes_of_one_after_another,
