@@ -550,6 +550,7 @@ fn migrator(engine: Engine) -> Migrator {
             (8, "console", include_str!("../../../migrations/sqlite/0008_console.sql")),
             (9, "print_requests", include_str!("../../../migrations/sqlite/0009_print_requests.sql")),
             (10, "risk_facts_by_index", include_str!("../../../migrations/sqlite/0010_risk_facts_by_index.sql")),
+            (11, "due_and_paid_indexes", include_str!("../../../migrations/sqlite/0011_due_and_paid_indexes.sql")),
         ],
         Engine::Postgres => &[
             (1, "foundation", include_str!("../../../migrations/postgres/0001_foundation.sql")),
@@ -562,6 +563,7 @@ fn migrator(engine: Engine) -> Migrator {
             (8, "console", include_str!("../../../migrations/postgres/0008_console.sql")),
             (9, "print_requests", include_str!("../../../migrations/postgres/0009_print_requests.sql")),
             (10, "risk_facts_by_index", include_str!("../../../migrations/postgres/0010_risk_facts_by_index.sql")),
+            (11, "due_and_paid_indexes", include_str!("../../../migrations/postgres/0011_due_and_paid_indexes.sql")),
         ],
     };
     Migrator::with_migrations(
