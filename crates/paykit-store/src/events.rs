@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use paykit_core::time::Timestamp;
 use sqlx::Row;
 
+use crate::rows_insert::RowsInsert;
 use crate::{Engine, Result, Store, StoreError, Tx, ids, placeholders, value_rows};
 
 /// Seconds to wait after failed attempt N (1-based) before attempt N+1; after the last,
@@ -92,45 +93,11 @@ impl Tx {
         ids.pop().ok_or_else(|| StoreError::Corrupt("an enqueued event has no id".into()))
     }
 
-    /// Queues events (and the deliveries of those with a notify_url) in two statements
-    /// however many there are; returns their ids in order.
+    /// Queues events (and the deliveries of those with a notify_url) in one statement on
+    /// PostgreSQL, two on SQLite, however many there are; returns their ids in order.
     pub(crate) async fn enqueue_events(&mut self, events: &[EventToSend<'_>]) -> Result<Vec<String>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<String> = events.iter().map(|_| ids::new_id("evt")).collect();
-        let sql = format!(
-            "INSERT INTO events (id, party_kind, party_id, event_type, payload, created_at_us) VALUES {}",
-            value_rows(1, 6, events.len())
-        );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, event) in ids.iter().zip(events) {
-            let payload = serde_json::json!({
-                "event_id": id, "event_type": event.event_type, "created_at": event.now.to_rfc3339(), "data": event.data,
-            })
-            .to_string();
-            insert = insert
-                .bind(id)
-                .bind(event.party_kind)
-                .bind(event.party_id)
-                .bind(event.event_type)
-                .bind(payload)
-                .bind(event.now.unix_micros());
-        }
-        insert.execute(self.conn()).await?;
-        let deliveries: Vec<(&String, &str, Timestamp)> =
-            ids.iter().zip(events).filter_map(|(id, e)| e.notify_url.map(|url| (id, url, e.now))).collect();
-        if !deliveries.is_empty() {
-            let sql = format!(
-                "INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us) VALUES {}",
-                value_rows(1, 5, deliveries.len())
-            );
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, url, now) in deliveries {
-                insert = insert.bind(id).bind(url).bind("PENDING").bind(0_i64).bind(now.unix_micros());
-            }
-            insert.execute(self.conn()).await?;
-        }
+        let (ids, rows) = event_rows(events);
+        self.insert_rows(rows.into()).await?;
         Ok(ids)
     }
 
@@ -390,4 +357,38 @@ impl Tx {
         }
         Ok(outcomes.iter().map(|o| moved.contains(&o.event_id)).collect())
     }
+}
+
+/// New ids for `events`, in order, and their rows: the events, then the deliveries of those
+/// with a notify_url.
+pub(crate) fn event_rows(events: &[EventToSend<'_>]) -> (Vec<String>, [RowsInsert; 2]) {
+    let ids: Vec<String> = events.iter().map(|_| ids::new_id("evt")).collect();
+    let mut rows =
+        RowsInsert::new("INSERT INTO events (id, party_kind, party_id, event_type, payload, created_at_us)", "", 6);
+    let mut deliveries =
+        RowsInsert::new("INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us)", "", 5);
+    for (id, event) in ids.iter().zip(events) {
+        let payload = serde_json::json!({
+            "event_id": id, "event_type": event.event_type, "created_at": event.now.to_rfc3339(), "data": event.data,
+        })
+        .to_string();
+        rows.row([
+            id.as_str().into(),
+            event.party_kind.into(),
+            event.party_id.into(),
+            event.event_type.into(),
+            payload.into(),
+            event.now.unix_micros().into(),
+        ]);
+        if let Some(url) = event.notify_url {
+            deliveries.row([
+                id.as_str().into(),
+                url.into(),
+                "PENDING".into(),
+                0_i64.into(),
+                event.now.unix_micros().into(),
+            ]);
+        }
+    }
+    (ids, [rows, deliveries])
 }

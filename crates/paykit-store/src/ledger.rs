@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::Row;
 
+use crate::rows_insert::RowsInsert;
 use crate::{Result, Store, StoreError, Tx, ids};
 
 /// What storage needs to know about an account to post to it. Immutable once created.
@@ -186,39 +187,11 @@ impl Tx {
         Ok(entry_id)
     }
 
-    /// Writes entries' rows — the entries, then all their postings — in two statements
-    /// however many there are. Balances are the caller's: this moves none.
+    /// Writes entries' rows — the entries and all their postings — in one statement on
+    /// PostgreSQL, two on SQLite, however many there are. Balances are the caller's: this
+    /// moves none.
     pub(crate) async fn insert_entries(&mut self, entries: &[(&str, &JournalEntry, Timestamp)]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "INSERT INTO journal_entries (id, kind, reference, created_at_us) VALUES {}",
-            crate::value_rows(1, 4, entries.len())
-        );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, entry, now) in entries {
-            insert = insert.bind(*id).bind(entry.kind().as_str()).bind(entry.reference()).bind(now.unix_micros());
-        }
-        insert.execute(self.conn()).await?;
-        let postings = entries.iter().map(|(_, entry, _)| entry.postings().len()).sum();
-        let sql = format!(
-            "INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us) VALUES {}",
-            crate::value_rows(1, 5, postings)
-        );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, entry, now) in entries {
-            for posting in entry.postings() {
-                insert = insert
-                    .bind(*id)
-                    .bind(&posting.account_id)
-                    .bind(posting.amount.minor_units())
-                    .bind(posting.amount.currency().code())
-                    .bind(now.unix_micros());
-            }
-        }
-        insert.execute(self.conn()).await?;
-        Ok(())
+        self.insert_rows(entry_rows(entries).into()).await
     }
 
     /// Locks those of `rows` no other transaction holds, and returns their balances; the
@@ -322,4 +295,24 @@ fn account_from_row(row: &sqlx::any::AnyRow) -> Result<AccountMeta> {
         shard_count: u16::try_from(shard_count).map_err(|_| corrupt(format!("shard_count {shard_count}")))?,
         floored: row.try_get::<i64, _>("floored")? != 0,
     })
+}
+
+/// The rows of `entries`: the entries, then their postings.
+pub(crate) fn entry_rows(entries: &[(&str, &JournalEntry, Timestamp)]) -> [RowsInsert; 2] {
+    let mut journal = RowsInsert::new("INSERT INTO journal_entries (id, kind, reference, created_at_us)", "", 4);
+    let mut postings =
+        RowsInsert::new("INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us)", "", 5);
+    for (id, entry, now) in entries {
+        journal.row([(*id).into(), entry.kind().as_str().into(), entry.reference().into(), now.unix_micros().into()]);
+        for posting in entry.postings() {
+            postings.row([
+                (*id).into(),
+                posting.account_id.as_str().into(),
+                posting.amount.minor_units().into(),
+                posting.amount.currency().code().into(),
+                now.unix_micros().into(),
+            ]);
+        }
+    }
+    [journal, postings]
 }

@@ -27,6 +27,7 @@ mod point_read;
 pub mod print;
 pub mod refunds;
 pub mod risk;
+mod rows_insert;
 pub mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -21,10 +21,11 @@ use paykit_core::ledger::{AccountKind, EntryKind, JournalEntry};
 use paykit_core::order::OrderStatus;
 use sqlx::Row;
 
-use crate::events::EventToSend;
-use crate::ledger::{AccountMeta, Owner, pick_shard};
+use crate::events::{EventToSend, event_rows};
+use crate::ledger::{AccountMeta, Owner, entry_rows, pick_shard};
 use crate::orders::{ORDER_COLUMNS, Order, order_from_row};
-use crate::payments::{Funding, OwnedPay, PayError, RecordToPut};
+use crate::payments::{Funding, OwnedPay, PayError, RecordToPut, record_rows};
+use crate::rows_insert::RowsInsert;
 use crate::{Engine, Result, StoreError, Tx, ids, placeholders, value_rows};
 
 /// How many shards of a merchant account a batch tries before it leaves the merchant's
@@ -206,9 +207,6 @@ impl Tx {
                     .map_err(|e| StoreError::Corrupt(format!("unbuildable entry: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let rows: Vec<(&str, &JournalEntry, _)> =
-            entries.iter().zip(&paying).map(|((id, entry), l)| (id.as_str(), entry, l.pay.now)).collect();
-        self.insert_entries(&rows).await?;
         let mut deltas: BTreeMap<(String, u16), i64> = BTreeMap::new();
         for leg in &paying {
             let amount = leg.order.amount.minor_units();
@@ -218,13 +216,12 @@ impl Tx {
         self.move_balance_rows(&deltas).await?;
 
         let paid = self.mark_paid_from_balance(&paying).await?;
-        let proofs: Vec<(&str, &str, i64)> = paying
-            .iter()
-            .filter_map(|l| {
-                l.pay.confirmed_by_device.as_deref().map(|d| (l.order.id.as_str(), d, l.pay.now.unix_micros()))
-            })
-            .collect();
-        self.record_device_proofs(&proofs).await?;
+        let mut proofs = RowsInsert::new("INSERT INTO device_proofs_used (order_id, device_id, used_at_us)", "", 3);
+        for leg in &paying {
+            if let Some(device) = &leg.pay.confirmed_by_device {
+                proofs.row([leg.order.id.as_str().into(), device.as_str().into(), leg.pay.now.unix_micros().into()]);
+            }
+        }
 
         let mut merchants = HashMap::new();
         for order in &paid {
@@ -246,7 +243,6 @@ impl Tx {
                 now: leg.pay.now,
             })
             .collect();
-        self.put_records(&records).await?;
         let events: Vec<EventToSend> = paying
             .iter()
             .zip(&paid)
@@ -259,7 +255,12 @@ impl Tx {
                 now: leg.pay.now,
             })
             .collect();
-        self.enqueue_events(&events).await?;
+        // The batch's new rows, every table's, in one statement on PostgreSQL.
+        let entries: Vec<(&str, &JournalEntry, _)> =
+            entries.iter().zip(&paying).map(|((id, entry), l)| (id.as_str(), entry, l.pay.now)).collect();
+        let [journal, postings] = entry_rows(&entries);
+        let (_, [events, deliveries]) = event_rows(&events);
+        self.insert_rows(vec![journal, postings, proofs, record_rows(&records), events, deliveries]).await?;
         for (leg, order) in paying.iter().zip(paid) {
             settled[leg.index] = Some(Ok(order));
         }
@@ -332,23 +333,6 @@ impl Tx {
                     .ok_or_else(|| StoreError::Corrupt(format!("order {} did not move", l.order.id)))
             })
             .collect()
-    }
-
-    /// Spends device confirmations: (order, device, at).
-    async fn record_device_proofs(&mut self, proofs: &[(&str, &str, i64)]) -> Result<()> {
-        if proofs.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "INSERT INTO device_proofs_used (order_id, device_id, used_at_us) VALUES {}",
-            value_rows(1, 3, proofs.len())
-        );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (order_id, device_id, at) in proofs {
-            insert = insert.bind(*order_id).bind(*device_id).bind(*at);
-        }
-        insert.execute(self.conn()).await?;
-        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use sqlx::Row;
 
 use crate::ledger::Owner;
 use crate::orders::{Created, ORDER_COLUMNS, Order, order_from_row};
+use crate::rows_insert::RowsInsert;
 use crate::{Result, Store, StoreError, Tx, ids};
 
 /// Where the money for a payment comes from.
@@ -170,32 +171,7 @@ impl Tx {
     /// [`Tx::put_record`] for many records in one statement (each (user, kind, reference)
     /// at most once).
     pub(crate) async fn put_records(&mut self, records: &[RecordToPut<'_>]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "INSERT INTO records (id, user_id, kind, reference_id, title, amount_minor, currency, funding, status, created_at_us, updated_at_us) \
-             VALUES {} \
-             ON CONFLICT (user_id, kind, reference_id) DO UPDATE SET status = excluded.status, updated_at_us = excluded.updated_at_us",
-            crate::value_rows(1, 11, records.len())
-        );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in records {
-            insert = insert
-                .bind(ids::new_id("rec"))
-                .bind(r.user_id)
-                .bind(r.kind)
-                .bind(r.reference_id)
-                .bind(r.title)
-                .bind(r.signed_amount_minor)
-                .bind("CNY")
-                .bind(r.funding)
-                .bind(r.status)
-                .bind(r.now.unix_micros())
-                .bind(r.now.unix_micros());
-        }
-        insert.execute(self.conn()).await?;
-        Ok(())
+        self.insert_rows(vec![record_rows(records)]).await
     }
 
     /// Claims an idempotency key for `resource_id`. `Ok(None)` when newly claimed;
@@ -706,4 +682,30 @@ impl Tx {
         }
         Ok(order)
     }
+}
+
+/// The rows of `records`; a record already there (the same user, kind and reference) takes
+/// the new status.
+pub(crate) fn record_rows(records: &[RecordToPut<'_>]) -> RowsInsert {
+    let mut rows = RowsInsert::new(
+        "INSERT INTO records (id, user_id, kind, reference_id, title, amount_minor, currency, funding, status, created_at_us, updated_at_us)",
+        " ON CONFLICT (user_id, kind, reference_id) DO UPDATE SET status = excluded.status, updated_at_us = excluded.updated_at_us",
+        11,
+    );
+    for r in records {
+        rows.row([
+            ids::new_id("rec").into(),
+            r.user_id.into(),
+            r.kind.into(),
+            r.reference_id.into(),
+            r.title.into(),
+            r.signed_amount_minor.into(),
+            "CNY".into(),
+            r.funding.into(),
+            r.status.into(),
+            r.now.unix_micros().into(),
+            r.now.unix_micros().into(),
+        ]);
+    }
+    rows
 }
