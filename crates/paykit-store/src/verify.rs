@@ -93,13 +93,22 @@ impl VerifyReport {
 }
 
 impl Store {
-    /// Checks invariants 1–6 over the whole ledger and the business records beside it.
+    /// Checks invariants 1–6 over the whole ledger and the business records beside it, all
+    /// in one snapshot of the database: against a running gateway, checks read at different
+    /// moments would see one side of a commit and not the other (an escrow's balance before
+    /// a red packet's return, its packets after) and report a violation that never was.
     pub async fn verify_ledger(&self) -> Result<VerifyReport> {
-        let db = self.reader();
+        let begin = match self.engine() {
+            crate::Engine::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            // A read transaction in WAL mode reads the snapshot of its first read to the end.
+            crate::Engine::Sqlite => "BEGIN",
+        };
+        let mut snapshot = self.reader().begin_with(begin).await?;
+        let db = &mut *snapshot;
         let mut report = VerifyReport {
-            accounts: sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(db).await?,
-            entries: sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries").fetch_one(db).await?,
-            postings: sqlx::query_scalar("SELECT COUNT(*) FROM postings").fetch_one(db).await?,
+            accounts: sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&mut *db).await?,
+            entries: sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries").fetch_one(&mut *db).await?,
+            postings: sqlx::query_scalar("SELECT COUNT(*) FROM postings").fetch_one(&mut *db).await?,
             violations: Vec::new(),
         };
         let v = &mut report.violations;
@@ -108,7 +117,7 @@ impl Store {
             "SELECT currency, CAST(SUM(amount_minor) AS BIGINT) AS s FROM postings GROUP BY currency \
              HAVING SUM(amount_minor) <> 0 ORDER BY currency",
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         {
             v.push(Violation::CurrencyImbalance { currency: r.try_get(0)?, sum_minor: r.try_get(1)? });
@@ -118,7 +127,7 @@ impl Store {
             "SELECT entry_id, currency, CAST(SUM(amount_minor) AS BIGINT) FROM postings GROUP BY entry_id, currency \
              HAVING SUM(amount_minor) <> 0 ORDER BY entry_id, currency",
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         {
             v.push(Violation::EntryUnbalanced {
@@ -132,7 +141,7 @@ impl Store {
             "SELECT e.id, CAST(COUNT(p.id) AS BIGINT) FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id \
              GROUP BY e.id HAVING COUNT(p.id) < 2 ORDER BY e.id",
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         {
             v.push(Violation::EntryTooFewPostings { entry_id: r.try_get(0)?, postings: r.try_get(1)? });
@@ -142,7 +151,7 @@ impl Store {
             "SELECT p.id, p.account_id FROM postings p JOIN accounts a ON a.id = p.account_id \
              WHERE p.currency <> a.currency ORDER BY p.id",
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         {
             v.push(Violation::PostingCurrencyMismatch { posting_id: r.try_get(0)?, account_id: r.try_get(1)? });
@@ -157,7 +166,7 @@ impl Store {
                ON p.account_id = a.id \
              WHERE COALESCE(b.total, 0) <> COALESCE(p.total, 0) OR (a.floored = 1 AND COALESCE(b.total, 0) < 0) \
              ORDER BY a.id";
-        for r in sqlx::query(balances).fetch_all(db).await? {
+        for r in sqlx::query(balances).fetch_all(&mut *db).await? {
             let account_id: String = r.try_get(0)?;
             let kind: String = r.try_get(1)?;
             let floored = r.try_get::<i64, _>(2)? != 0;
@@ -170,20 +179,21 @@ impl Store {
                 v.push(Violation::NegativeBalance { account_id, kind, balance_minor });
             }
         }
-        self.verify_business(&mut report.violations).await?;
+        verify_business(db, &mut report.violations).await?;
+        snapshot.rollback().await?;
         Ok(report)
     }
+}
 
-    /// Invariants 4–6: refunds, escrows, and one entry per successful payment and refund.
-    async fn verify_business(&self, v: &mut Vec<Violation>) -> Result<()> {
-        let db = self.reader();
-        for r in sqlx::query(
+/// Invariants 4–6: refunds, escrows, and one entry per successful payment and refund.
+async fn verify_business(db: &mut sqlx::AnyConnection, v: &mut Vec<Violation>) -> Result<()> {
+    for r in sqlx::query(
             "SELECT o.id, o.amount_minor, o.refunded_minor, CAST(COALESCE(s.total, 0) AS BIGINT) FROM orders o \
              LEFT JOIN (SELECT order_id, SUM(amount_minor) AS total FROM refunds WHERE status IN ('PROCESSING', 'SUCCESS') \
                         GROUP BY order_id) s ON s.order_id = o.id \
              WHERE o.refunded_minor <> COALESCE(s.total, 0) OR COALESCE(s.total, 0) > o.amount_minor ORDER BY o.id",
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         {
             v.push(Violation::RefundsExceedPaid {
@@ -194,53 +204,49 @@ impl Store {
             });
         }
 
-        let clearing: i64 = sqlx::query_scalar(
+    let clearing: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(b.balance_minor), 0) AS BIGINT) FROM account_balances b JOIN accounts a ON a.id = b.account_id \
              WHERE a.kind = 'refund_clearing'",
         )
-        .fetch_one(db)
+        .fetch_one(&mut *db)
         .await?;
-        let owed: i64 = sqlx::query_scalar(
+    let owed: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds WHERE status = 'PROCESSING' AND funding <> 'balance'",
         )
-        .fetch_one(db)
+        .fetch_one(&mut *db)
         .await?;
-        if clearing != owed {
-            v.push(Violation::EscrowMismatch {
-                kind: "refund_clearing".into(),
-                balance_minor: clearing,
-                claimable_minor: owed,
-            });
-        }
-        for (kind, claimable_sql) in [
-            (
-                "transfer_escrow",
-                "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transfers WHERE status = 'PENDING'",
-            ),
-            (
-                "red_packet_escrow",
-                "SELECT CAST(COALESCE(SUM(s.amount_minor), 0) AS BIGINT) FROM red_packet_shares s JOIN red_packets p ON p.id = s.packet_id \
+    if clearing != owed {
+        v.push(Violation::EscrowMismatch {
+            kind: "refund_clearing".into(),
+            balance_minor: clearing,
+            claimable_minor: owed,
+        });
+    }
+    for (kind, claimable_sql) in [
+        (
+            "transfer_escrow",
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transfers WHERE status = 'PENDING'",
+        ),
+        (
+            "red_packet_escrow",
+            "SELECT CAST(COALESCE(SUM(s.amount_minor), 0) AS BIGINT) FROM red_packet_shares s JOIN red_packets p ON p.id = s.packet_id \
                  WHERE p.status = 'OPEN' AND s.claimed_by IS NULL",
-            ),
-        ] {
-            let balance: i64 = sqlx::query_scalar(
+        ),
+    ] {
+        let balance: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(b.balance_minor), 0) AS BIGINT) FROM account_balances b JOIN accounts a ON a.id = b.account_id \
                  WHERE a.kind = $1",
             )
             .bind(kind)
-            .fetch_one(db)
+            .fetch_one(&mut *db)
             .await?;
-            let claimable: i64 = sqlx::query_scalar(claimable_sql).fetch_one(db).await?;
-            if balance != claimable {
-                v.push(Violation::EscrowMismatch {
-                    kind: kind.into(),
-                    balance_minor: balance,
-                    claimable_minor: claimable,
-                });
-            }
+        let claimable: i64 = sqlx::query_scalar(claimable_sql).fetch_one(&mut *db).await?;
+        if balance != claimable {
+            v.push(Violation::EscrowMismatch { kind: kind.into(), balance_minor: balance, claimable_minor: claimable });
         }
+    }
 
-        for r in sqlx::query(
+    for r in sqlx::query(
             "SELECT o.id, o.status, CAST(COALESCE(p.n, 0) AS BIGINT), CAST(COALESCE(x.n, 0) AS BIGINT) FROM orders o \
              LEFT JOIN (SELECT reference, COUNT(*) AS n FROM journal_entries WHERE kind = 'payment' GROUP BY reference) p \
                ON p.reference = o.id \
@@ -251,7 +257,7 @@ impl Store {
                      OR (o.status NOT IN ('SUCCESS', 'REVOKED') AND COALESCE(p.n, 0) = 0 AND COALESCE(x.n, 0) = 0)) \
              ORDER BY o.id",
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         {
             v.push(Violation::PaymentEntries {
@@ -262,16 +268,15 @@ impl Store {
             });
         }
 
-        for r in sqlx::query(
+    for r in sqlx::query(
             "SELECT r.id, r.status, CAST(COALESCE(x.n, 0) AS BIGINT) FROM refunds r \
              LEFT JOIN (SELECT reference, COUNT(*) AS n FROM journal_entries WHERE kind = 'refund' GROUP BY reference) x \
                ON x.reference = r.id WHERE COALESCE(x.n, 0) <> 1 ORDER BY r.id",
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?
         {
             v.push(Violation::RefundEntries { refund_id: r.try_get(0)?, status: r.try_get(1)?, entries: r.try_get(2)? });
         }
-        Ok(())
-    }
+    Ok(())
 }

@@ -985,3 +985,35 @@ engine_tests!(
         assert!(matches!(&retried, Ok(Created::Existing(o)) if o.id == first.id), "{retried:?}");
     }
 );
+
+engine_tests!(verify_reads_one_snapshot_while_money_moves, async move |store: Store, _db: &TestDb| {
+    use paykit_store::wallet_money::Payee;
+    let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
+    let payer = store.create_user("13800000001", "hash", now()).await.unwrap().unwrap();
+    let payee = store.create_user("13800000002", "hash", now()).await.unwrap().unwrap();
+    let wallet = open(&store, "user", &payer.id, AccountKind::WalletBalance).await;
+    post(&store, EntryKind::TopUp, &bank.id, &wallet.id, "1000.00").await.unwrap();
+    // Transfers in and out of escrow, one after another, while the ledger is verified:
+    // each check of an escrow reads its balance and what is owed out of it, and a commit
+    // between the two reads would show a mismatch that never was.
+    let mover = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..150 {
+                let sent = store
+                    .create_transfer(&payer.id, Payee::User(&payee.id), cny("0.01"), "", now().plus_secs(3600), None, now())
+                    .await
+                    .unwrap();
+                store.accept_transfer(&sent.id, &payee.id, "13800000002", now()).await.unwrap();
+            }
+        })
+    };
+    let mut verified = 0;
+    while !mover.is_finished() {
+        let report = store.verify_ledger().await.unwrap();
+        assert!(report.is_ok(), "after {verified} clean runs: {:?}", report.violations);
+        verified += 1;
+    }
+    mover.await.unwrap();
+    assert!(verified > 1, "the ledger was verified while money moved");
+});
