@@ -92,7 +92,7 @@ pub struct GatewayConfig {
     /// multiplies throughput; on PostgreSQL the balance payments it settles together
     /// (ARCHITECTURE.md, "Settled together"). On unless set to false.
     pub group_commit: bool,
-    /// The most writes one shared commit takes.
+    /// The most writes one shared commit takes (at most [`MAX_GROUP_COMMIT_BATCH`]).
     pub group_commit_max_batch: usize,
 }
 
@@ -152,7 +152,13 @@ pub enum ConfigError {
     LeaseTooShort,
     #[error("tls_cert and tls_key must be given together")]
     TlsPair,
+    #[error("group_commit_max_batch must be at most {MAX_GROUP_COMMIT_BATCH}")]
+    BatchTooLarge,
 }
+
+/// The most payments one shared commit may take: a batch's new rows go to PostgreSQL as one
+/// statement of 39 values a payment, and a statement takes at most 65,535.
+pub const MAX_GROUP_COMMIT_BATCH: usize = 1_000;
 
 impl GatewayConfig {
     pub fn from_toml_file(path: &std::path::Path) -> Result<GatewayConfig, ConfigError> {
@@ -191,6 +197,9 @@ impl GatewayConfig {
                 return Err(ConfigError::NotPositive(name));
             }
         }
+        if self.group_commit_max_batch > MAX_GROUP_COMMIT_BATCH {
+            return Err(ConfigError::BatchTooLarge);
+        }
         if self.mode == Mode::Production {
             return Err(ConfigError::NoBankConnector);
         }
@@ -221,5 +230,18 @@ impl GatewayConfig {
             let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
             format!("{scheme}://{}", self.listen)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConfigError, GatewayConfig, MAX_GROUP_COMMIT_BATCH};
+
+    #[test]
+    fn a_batch_larger_than_one_statement_can_carry_is_refused() {
+        let mut config = GatewayConfig { group_commit_max_batch: MAX_GROUP_COMMIT_BATCH, ..GatewayConfig::default() };
+        assert!(config.validate().is_ok());
+        config.group_commit_max_batch = MAX_GROUP_COMMIT_BATCH + 1;
+        assert!(matches!(config.validate(), Err(ConfigError::BatchTooLarge)));
     }
 }

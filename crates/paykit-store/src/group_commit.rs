@@ -315,7 +315,8 @@ fn run_on_their_own(store: &Store, jobs: Vec<Box<dyn Job>>) {
 }
 
 async fn run_batch(store: &Store, batch: &mut [Box<dyn Job>], scope: Scope) -> Result<(), StoreError> {
-    // On PostgreSQL the lane's connection waits at most `LANE_LOCK_TIMEOUT` for a lock.
+    // On PostgreSQL the lane's connections wait at most a quarter second for a lock
+    // (`lane_pool`).
     let mut tx = store.begin().await?;
     if let Err(e) = settle_together(&mut tx, batch).await {
         let _ = tx.rollback().await;

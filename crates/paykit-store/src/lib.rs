@@ -128,7 +128,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Connections for PostgreSQL, and readers for SQLite (which has one writer).
+    /// Connections for PostgreSQL, and readers for SQLite (which has one writer). With
+    /// group commit on, PostgreSQL also has the lane's [`LANE_CONNECTIONS`] and the order
+    /// batcher's one.
     pub max_connections: u32,
     pub acquire_timeout: Duration,
 }
@@ -445,28 +447,33 @@ fn pool_options(engine: Engine, config: &StoreConfig) -> AnyPoolOptions {
     }
 }
 
-/// Statements the lane's connection keeps prepared: its multi-row statements have one text
-/// for every row count, about ten kinds for every batch size up to the group-commit
-/// maximum. With sqlx's default of 100, and the lane taking whichever pool connection was
-/// free, most batches prepared (parsed and planned) about five statements again, each one
-/// more round trip.
+/// Statements each lane connection keeps prepared: its multi-row statements have one text
+/// for every row count, about six kinds for every batch size up to the group-commit
+/// maximum (64 by default). With sqlx's default of 100, and the lane taking whichever pool
+/// connection was free, most batches prepared (parsed and planned) about five statements
+/// again, each one more round trip.
 const LANE_STATEMENT_CACHE: &str = "1024";
+
+/// See [`lane_pool`].
+pub const LANE_CONNECTIONS: u32 = 2;
 
 /// The lane waits at most this long for a row lock: the batch skips locked rows rather than
 /// wait, but should any statement of it still wait this long, its settling fails and its
 /// payments run on their own instead of the lane sitting behind it.
 const LANE_LOCK_TIMEOUT: &str = "250ms";
 
-/// PostgreSQL's commit-pipeline lane's own one-connection pool: its prepared statements
-/// stay with the one connection that runs every batch, and its session's lock timeout
-/// touches nothing else. Opened on first use.
+/// PostgreSQL's commit-pipeline lane's own pool: its prepared statements stay with the
+/// connections that run its batches, and its sessions' lock timeout touches nothing else.
+/// Two connections for one batch at a time: sqlx pings a connection as it goes back to
+/// its pool, and with one the next batch would wait for that round trip. Opened on first
+/// use.
 fn lane_pool(options: &AnyConnectOptions, config: &StoreConfig) -> AnyPool {
     let mut options = options.clone();
     if !options.database_url.query_pairs().any(|(k, _)| k == "statement-cache-capacity") {
         options.database_url.query_pairs_mut().append_pair("statement-cache-capacity", LANE_STATEMENT_CACHE);
     }
     pool_options(Engine::Postgres, config)
-        .max_connections(1)
+        .max_connections(LANE_CONNECTIONS)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // Planned for each batch's values, as a statement prepared anew would be: a

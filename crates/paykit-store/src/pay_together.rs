@@ -216,11 +216,11 @@ impl Tx {
         self.move_balance_rows(&deltas).await?;
 
         let paid = self.mark_paid_from_balance(&paying).await?;
-        let mut proofs = RowsInsert::new("INSERT INTO device_proofs_used (order_id, device_id, used_at_us)", "", 3);
+        let mut proofs =
+            RowsInsert::new("INSERT INTO device_proofs_used (order_id, device_id, used_at_us)", "", 3).when_set(2);
         for leg in &paying {
-            if let Some(device) = &leg.pay.confirmed_by_device {
-                proofs.row([leg.order.id.as_str().into(), device.as_str().into(), leg.pay.now.unix_micros().into()]);
-            }
+            let device = leg.pay.confirmed_by_device.as_deref();
+            proofs.row([leg.order.id.as_str().into(), device.into(), leg.pay.now.unix_micros().into()]);
         }
 
         let mut merchants = HashMap::new();

@@ -16,6 +16,14 @@ use crate::{Engine, Result, Tx, value_rows};
 pub(crate) enum Value {
     Text(String),
     Int(i64),
+    /// Only in the column a [`RowsInsert::when_set`] tests: the row is not inserted.
+    Unset,
+}
+
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Value {
+        v.map_or(Value::Unset, Value::from)
+    }
 }
 
 impl From<&str> for Value {
@@ -43,11 +51,23 @@ pub(crate) struct RowsInsert {
     tail: &'static str,
     per_row: usize,
     values: Vec<Value>,
+    /// The column (from 1) whose [`Value::Unset`] leaves its row out.
+    when_set: Option<usize>,
 }
 
 impl RowsInsert {
     pub(crate) fn new(head: &'static str, tail: &'static str, per_row: usize) -> RowsInsert {
-        RowsInsert { head, tail, per_row, values: Vec::new() }
+        RowsInsert { head, tail, per_row, values: Vec::new(), when_set: None }
+    }
+
+    /// Rows that only some of the batch's payments have (a device proof, a delivery): each
+    /// payment gives a row, and those whose `column` (from 1) is [`Value::Unset`] are left
+    /// out by the statement itself. The statement's text then depends on the number of
+    /// payments alone, not also on how many have one: the lane keeps one prepared
+    /// statement per batch size instead of one per mix.
+    pub(crate) fn when_set(mut self, column: usize) -> RowsInsert {
+        self.when_set = Some(column);
+        self
     }
 
     /// Adds a row; `row` must hold `per_row` values.
@@ -62,7 +82,27 @@ impl RowsInsert {
 
     /// The statement, its placeholders numbered from `first`.
     fn sql(&self, first: usize) -> String {
-        format!("{} VALUES {}{}", self.head, value_rows(first, self.per_row, self.rows()), self.tail)
+        let rows = value_rows(first, self.per_row, self.rows());
+        match self.when_set {
+            // Both engines name a VALUES list's columns column1, column2, …
+            Some(column) => {
+                format!(
+                    "{} SELECT * FROM (VALUES {rows}) AS v WHERE v.column{column} IS NOT NULL{}",
+                    self.head, self.tail
+                )
+            }
+            None => format!("{} VALUES {rows}{}", self.head, self.tail),
+        }
+    }
+
+    /// Whether the statement would insert nothing.
+    fn is_empty(&self) -> bool {
+        match self.when_set {
+            Some(column) => {
+                self.values.chunks(self.per_row).all(|row| matches!(row.get(column - 1), Some(Value::Unset)))
+            }
+            None => self.values.is_empty(),
+        }
     }
 }
 
@@ -72,7 +112,12 @@ impl Tx {
     /// transaction, for the caller to undo with it (as every caller's savepoint or
     /// transaction does).
     pub(crate) async fn insert_rows(&mut self, inserts: Vec<RowsInsert>) -> Result<()> {
-        let inserts: Vec<RowsInsert> = inserts.into_iter().filter(|i| !i.values.is_empty()).collect();
+        let inserts: Vec<RowsInsert> = match self.engine() {
+            // In one statement a part with no row to insert keeps its place, so that the
+            // text stays the same (see `when_set`).
+            Engine::Postgres => inserts.into_iter().filter(|i| !i.values.is_empty()).collect(),
+            Engine::Sqlite => inserts.into_iter().filter(|i| !i.is_empty()).collect(),
+        };
         let Some((last, rest)) = inserts.split_last() else { return Ok(()) };
         match self.engine() {
             Engine::Sqlite => {
@@ -106,6 +151,7 @@ fn bind<'q>(mut statement: Query<'q>, values: &'q [Value]) -> Query<'q> {
         statement = match value {
             Value::Text(v) => statement.bind(v.as_str()),
             Value::Int(v) => statement.bind(*v),
+            Value::Unset => statement.bind(None::<&str>),
         };
     }
     statement
