@@ -198,7 +198,7 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the lane: its batches on `lane_store` (on PostgreSQL a one-connection pool of its
+    /// Starts the lane: its batches on `lane_store` (on PostgreSQL a small pool of its
     /// own), the work they leave on `store`. Neither may itself have group commit, or the
     /// lane would keep its own queue alive forever.
     pub(crate) fn start(store: &Store, lane_store: Store, max_batch: usize) -> Arc<GroupCommit> {

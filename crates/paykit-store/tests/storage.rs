@@ -1001,7 +1001,15 @@ engine_tests!(verify_reads_one_snapshot_while_money_moves, async move |store: St
         tokio::spawn(async move {
             for _ in 0..150 {
                 let sent = store
-                    .create_transfer(&payer.id, Payee::User(&payee.id), cny("0.01"), "", now().plus_secs(3600), None, now())
+                    .create_transfer(
+                        &payer.id,
+                        Payee::User(&payee.id),
+                        cny("0.01"),
+                        "",
+                        now().plus_secs(3600),
+                        None,
+                        now(),
+                    )
                     .await
                     .unwrap();
                 store.accept_transfer(&sent.id, &payee.id, "13800000002", now()).await.unwrap();
