@@ -361,34 +361,33 @@ impl Tx {
 
 /// New ids for `events`, in order, and their rows: the events, then the deliveries of those
 /// with a notify_url.
-pub(crate) fn event_rows(events: &[EventToSend<'_>]) -> (Vec<String>, [RowsInsert; 2]) {
+pub(crate) fn event_rows<'a>(events: &[EventToSend<'a>]) -> (Vec<String>, [RowsInsert<'a>; 2]) {
     let ids: Vec<String> = events.iter().map(|_| ids::new_id("evt")).collect();
     let mut rows =
         RowsInsert::new("INSERT INTO events (id, party_kind, party_id, event_type, payload, created_at_us)", "", 6);
     let mut deliveries =
-        RowsInsert::new("INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us)", "", 5);
+        RowsInsert::new("INSERT INTO deliveries (event_id, notify_url, status, attempts, next_attempt_at_us)", "", 5)
+            .when_set(2);
     for (id, event) in ids.iter().zip(events) {
         let payload = serde_json::json!({
             "event_id": id, "event_type": event.event_type, "created_at": event.now.to_rfc3339(), "data": event.data,
         })
         .to_string();
         rows.row([
-            id.as_str().into(),
+            id.clone().into(),
             event.party_kind.into(),
             event.party_id.into(),
             event.event_type.into(),
             payload.into(),
             event.now.unix_micros().into(),
         ]);
-        if let Some(url) = event.notify_url {
-            deliveries.row([
-                id.as_str().into(),
-                url.into(),
-                "PENDING".into(),
-                0_i64.into(),
-                event.now.unix_micros().into(),
-            ]);
-        }
+        deliveries.row([
+            id.clone().into(),
+            event.notify_url.into(),
+            "PENDING".into(),
+            0_i64.into(),
+            event.now.unix_micros().into(),
+        ]);
     }
     (ids, [rows, deliveries])
 }

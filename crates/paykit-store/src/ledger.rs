@@ -298,7 +298,7 @@ fn account_from_row(row: &sqlx::any::AnyRow) -> Result<AccountMeta> {
 }
 
 /// The rows of `entries`: the entries, then their postings.
-pub(crate) fn entry_rows(entries: &[(&str, &JournalEntry, Timestamp)]) -> [RowsInsert; 2] {
+pub(crate) fn entry_rows<'a>(entries: &[(&'a str, &'a JournalEntry, Timestamp)]) -> [RowsInsert<'a>; 2] {
     let mut journal = RowsInsert::new("INSERT INTO journal_entries (id, kind, reference, created_at_us)", "", 4);
     let mut postings =
         RowsInsert::new("INSERT INTO postings (entry_id, account_id, amount_minor, currency, created_at_us)", "", 5);

@@ -165,8 +165,8 @@ pub struct Store {
     nonce_writer: Arc<OnceLock<nonces::NonceWriter>>,
     /// PostgreSQL's new orders in batches, with group commit on (see `order_batch`).
     order_batcher: Option<Arc<order_batch::OrderBatcher>>,
-    /// PostgreSQL's commit-pipeline lane's one connection (see [`lane_pool`]), opened on
-    /// first use; none on SQLite, whose lane is its writer.
+    /// PostgreSQL's commit-pipeline lane's own pool (see [`lane_pool`]), opened on first
+    /// use; none on SQLite, whose lane is its writer.
     lane_writer: Option<AnyPool>,
 }
 

@@ -686,7 +686,7 @@ impl Tx {
 
 /// The rows of `records`; a record already there (the same user, kind and reference) takes
 /// the new status.
-pub(crate) fn record_rows(records: &[RecordToPut<'_>]) -> RowsInsert {
+pub(crate) fn record_rows<'a>(records: &[RecordToPut<'a>]) -> RowsInsert<'a> {
     let mut rows = RowsInsert::new(
         "INSERT INTO records (id, user_id, kind, reference_id, title, amount_minor, currency, funding, status, created_at_us, updated_at_us)",
         " ON CONFLICT (user_id, kind, reference_id) DO UPDATE SET status = excluded.status, updated_at_us = excluded.updated_at_us",

@@ -8,55 +8,56 @@
 //! The inserts do not read one another's rows: a foreign key between them (a posting's
 //! entry) is checked at the end of the statement, when every row is in.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use crate::{Engine, Result, Tx, value_rows};
 
-/// A value for one placeholder.
-pub(crate) enum Value {
-    Text(String),
+/// A value for one placeholder, borrowed from the caller's rows where it can be.
+pub(crate) enum Value<'a> {
+    Text(Cow<'a, str>),
     Int(i64),
     /// Only in the column a [`RowsInsert::when_set`] tests: the row is not inserted.
     Unset,
 }
 
-impl From<Option<&str>> for Value {
-    fn from(v: Option<&str>) -> Value {
+impl<'a> From<Option<&'a str>> for Value<'a> {
+    fn from(v: Option<&'a str>) -> Value<'a> {
         v.map_or(Value::Unset, Value::from)
     }
 }
 
-impl From<&str> for Value {
-    fn from(v: &str) -> Value {
-        Value::Text(v.to_owned())
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Value<'a> {
+        Value::Text(Cow::Borrowed(v))
     }
 }
 
-impl From<String> for Value {
-    fn from(v: String) -> Value {
-        Value::Text(v)
+impl From<String> for Value<'_> {
+    fn from(v: String) -> Self {
+        Value::Text(Cow::Owned(v))
     }
 }
 
-impl From<i64> for Value {
-    fn from(v: i64) -> Value {
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
         Value::Int(v)
     }
 }
 
 /// One multi-row `INSERT`: `head` up to the `VALUES` list (table and columns), `tail` after
 /// it (an `ON CONFLICT` clause, or nothing), and the rows' values, `per_row` a row.
-pub(crate) struct RowsInsert {
+pub(crate) struct RowsInsert<'a> {
     head: &'static str,
     tail: &'static str,
     per_row: usize,
-    values: Vec<Value>,
+    values: Vec<Value<'a>>,
     /// The column (from 1) whose [`Value::Unset`] leaves its row out.
     when_set: Option<usize>,
 }
 
-impl RowsInsert {
-    pub(crate) fn new(head: &'static str, tail: &'static str, per_row: usize) -> RowsInsert {
+impl<'a> RowsInsert<'a> {
+    pub(crate) fn new(head: &'static str, tail: &'static str, per_row: usize) -> RowsInsert<'a> {
         RowsInsert { head, tail, per_row, values: Vec::new(), when_set: None }
     }
 
@@ -65,13 +66,13 @@ impl RowsInsert {
     /// out by the statement itself. The statement's text then depends on the number of
     /// payments alone, not also on how many have one: the lane keeps one prepared
     /// statement per batch size instead of one per mix.
-    pub(crate) fn when_set(mut self, column: usize) -> RowsInsert {
+    pub(crate) fn when_set(mut self, column: usize) -> RowsInsert<'a> {
         self.when_set = Some(column);
         self
     }
 
     /// Adds a row; `row` must hold `per_row` values.
-    pub(crate) fn row<const N: usize>(&mut self, row: [Value; N]) {
+    pub(crate) fn row<const N: usize>(&mut self, row: [Value<'a>; N]) {
         debug_assert_eq!(N, self.per_row, "a row of {} for {}", N, self.head);
         self.values.extend(row);
     }
@@ -96,7 +97,7 @@ impl RowsInsert {
     }
 
     /// Whether the statement would insert nothing.
-    fn is_empty(&self) -> bool {
+    fn inserts_nothing(&self) -> bool {
         match self.when_set {
             Some(column) => {
                 self.values.chunks(self.per_row).all(|row| matches!(row.get(column - 1), Some(Value::Unset)))
@@ -111,12 +112,12 @@ impl Tx {
     /// SQLite. On an error, what SQLite's earlier statements wrote stays in the
     /// transaction, for the caller to undo with it (as every caller's savepoint or
     /// transaction does).
-    pub(crate) async fn insert_rows(&mut self, inserts: Vec<RowsInsert>) -> Result<()> {
-        let inserts: Vec<RowsInsert> = match self.engine() {
+    pub(crate) async fn insert_rows(&mut self, inserts: Vec<RowsInsert<'_>>) -> Result<()> {
+        let inserts: Vec<RowsInsert<'_>> = match self.engine() {
             // In one statement a part with no row to insert keeps its place, so that the
             // text stays the same (see `when_set`).
             Engine::Postgres => inserts.into_iter().filter(|i| !i.values.is_empty()).collect(),
-            Engine::Sqlite => inserts.into_iter().filter(|i| !i.is_empty()).collect(),
+            Engine::Sqlite => inserts.into_iter().filter(|i| !i.inserts_nothing()).collect(),
         };
         let Some((last, rest)) = inserts.split_last() else { return Ok(()) };
         match self.engine() {
@@ -146,10 +147,10 @@ impl Tx {
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
-fn bind<'q>(mut statement: Query<'q>, values: &'q [Value]) -> Query<'q> {
+fn bind<'q>(mut statement: Query<'q>, values: &'q [Value<'_>]) -> Query<'q> {
     for value in values {
         statement = match value {
-            Value::Text(v) => statement.bind(v.as_str()),
+            Value::Text(v) => statement.bind(v.as_ref()),
             Value::Int(v) => statement.bind(*v),
             Value::Unset => statement.bind(None::<&str>),
         };
