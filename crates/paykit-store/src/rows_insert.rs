@@ -64,8 +64,9 @@ impl<'a> RowsInsert<'a> {
     /// Rows that only some of the batch's payments have (a device proof, a delivery): each
     /// payment gives a row, and those whose `column` (from 1) is [`Value::Unset`] are left
     /// out by the statement itself. The statement's text then depends on the number of
-    /// payments alone, not also on how many have one: the lane keeps one prepared
-    /// statement per batch size instead of one per mix.
+    /// payments and on whether any has one, not on how many: the lane keeps a few prepared
+    /// statements per batch size instead of one per mix. (A part none has is left out
+    /// whole: its rows would cost the server more than the text saves.)
     pub(crate) fn when_set(mut self, column: usize) -> RowsInsert<'a> {
         self.when_set = Some(column);
         self
@@ -113,12 +114,7 @@ impl Tx {
     /// transaction, for the caller to undo with it (as every caller's savepoint or
     /// transaction does).
     pub(crate) async fn insert_rows(&mut self, inserts: Vec<RowsInsert<'_>>) -> Result<()> {
-        let inserts: Vec<RowsInsert<'_>> = match self.engine() {
-            // In one statement a part with no row to insert keeps its place, so that the
-            // text stays the same (see `when_set`).
-            Engine::Postgres => inserts.into_iter().filter(|i| !i.values.is_empty()).collect(),
-            Engine::Sqlite => inserts.into_iter().filter(|i| !i.inserts_nothing()).collect(),
-        };
+        let inserts: Vec<RowsInsert<'_>> = inserts.into_iter().filter(|i| !i.inserts_nothing()).collect();
         let Some((last, rest)) = inserts.split_last() else { return Ok(()) };
         match self.engine() {
             Engine::Sqlite => {
