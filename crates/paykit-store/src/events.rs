@@ -8,7 +8,7 @@ use paykit_core::time::Timestamp;
 use sqlx::Row;
 
 use crate::rows_insert::RowsInsert;
-use crate::{Engine, Result, Store, StoreError, Tx, ids, placeholders, value_rows};
+use crate::{Engine, Result, Store, StoreError, Tx, for_engine, ids, placeholders, value_rows};
 
 /// Seconds to wait after failed attempt N (1-based) before attempt N+1; after the last,
 /// the delivery is dead (about 24 h in all).
@@ -127,7 +127,8 @@ impl Store {
         lease_secs: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let lock = if self.engine() == Engine::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let engine = self.engine();
+        let lock = if engine == Engine::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "UPDATE deliveries SET lease_until_us = $1, leased_by = $2 WHERE event_id IN ( \
                SELECT event_id FROM deliveries WHERE status = 'PENDING' AND next_attempt_at_us <= $3 \
@@ -154,7 +155,7 @@ impl Store {
             "SELECT id, payload, party_kind, party_id FROM events WHERE id IN ({})",
             placeholders(1, ids.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(for_engine(engine, sql)));
         for id in &ids {
             query = query.bind(id);
         }
@@ -170,7 +171,7 @@ impl Store {
              ORDER BY created_at_us, key_id",
             placeholders(1, parties.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(for_engine(engine, sql)));
         for party in &parties {
             query = query.bind(*party);
         }
@@ -307,11 +308,12 @@ impl Tx {
             "UPDATE deliveries SET status = v.column2, attempts = v.column3, next_attempt_at_us = v.column4, \
                lease_until_us = NULL, leased_by = NULL, last_error = v.column5, delivered_at_us = v.column6 \
              FROM (VALUES {}) AS v \
-             WHERE deliveries.event_id = v.column1 AND deliveries.leased_by = $1 AND deliveries.attempts = v.column7 \
+             WHERE deliveries.event_id = v.column1 AND deliveries.leased_by = ${} AND deliveries.attempts = v.column7 \
              RETURNING deliveries.event_id",
-            value_rows(2, 7, outcomes.len())
+            value_rows(1, 7, outcomes.len()),
+            7 * outcomes.len() + 1
         );
-        let mut update = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(worker);
+        let mut update = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(for_engine(self.engine(), sql)));
         for o in outcomes {
             let delivered = o.http_status.is_some_and(|s| (200..300).contains(&s));
             let (status, next) = if delivered {
@@ -333,6 +335,7 @@ impl Tx {
                 .bind(delivered.then_some(o.finished_at.unix_micros()))
                 .bind(o.attempts);
         }
+        update = update.bind(worker);
         let moved: std::collections::HashSet<String> = update.fetch_all(self.conn()).await?.into_iter().collect();
         let kept: Vec<&DeliveryOutcome> = outcomes.iter().filter(|o| moved.contains(&o.event_id)).collect();
         if !kept.is_empty() {
@@ -341,7 +344,7 @@ impl Tx {
                    http_status, error) VALUES {} ON CONFLICT (event_id, attempt_no) DO NOTHING",
                 value_rows(1, 8, kept.len())
             );
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(for_engine(self.engine(), sql)));
             for o in &kept {
                 insert = insert
                     .bind(ids::new_id("att"))

@@ -211,7 +211,7 @@ impl Tx {
              ORDER BY account_id, shard{lock}",
             crate::value_rows(1, 2, rows.len())
         );
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(crate::for_engine(self.engine(), sql)));
         for (account_id, shard) in rows {
             select = select.bind(account_id).bind(i64::from(*shard));
         }
@@ -238,7 +238,7 @@ impl Tx {
                AND (account_balances.floored = 0 OR account_balances.balance_minor + v.column3 >= 0)",
             crate::value_rows(1, 3, deltas.len())
         );
-        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(crate::for_engine(self.engine(), sql)));
         for ((account_id, shard), delta) in deltas {
             update = update.bind(account_id).bind(i64::from(*shard)).bind(*delta);
         }

@@ -20,7 +20,7 @@ use paykit_core::signing::TIMESTAMP_TOLERANCE_SECS;
 use paykit_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, Store, StoreError, value_rows};
+use crate::{Engine, Result, Store, StoreError, for_engine, value_rows};
 
 /// What the signed request will do, which decides how durable its nonce must be first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,7 @@ async fn insert_new(
          ON CONFLICT (party_id, nonce) DO NOTHING RETURNING party_id, nonce",
         value_rows(1, 3, rows.len())
     );
-    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(for_engine(Engine::of(conn), sql)));
     for (party_id, nonce, at) in rows {
         query = query.bind(party_id).bind(nonce).bind(*at);
     }

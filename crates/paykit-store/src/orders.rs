@@ -93,7 +93,8 @@ pub(crate) async fn insert_order_rows(conn: &mut sqlx::AnyConnection, orders: &[
          VALUES {} ON CONFLICT (merchant_id, out_trade_no) DO NOTHING RETURNING id",
         value_rows(1, ORDER_COLUMN_COUNT, orders.len())
     );
-    let mut insert = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+    let mut insert =
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(crate::for_engine(crate::Engine::of(conn), sql)));
     for order in orders {
         insert = insert
             .bind(&order.id)

@@ -26,7 +26,7 @@ use crate::ledger::{AccountMeta, Owner, entry_rows, pick_shard};
 use crate::orders::{ORDER_COLUMNS, Order, order_from_row};
 use crate::payments::{Funding, OwnedPay, PayError, RecordToPut, record_rows};
 use crate::rows_insert::RowsInsert;
-use crate::{Engine, Result, StoreError, Tx, ids, placeholders, value_rows};
+use crate::{Engine, Result, StoreError, Tx, for_engine, ids, placeholders, value_rows};
 
 /// How many shards of a merchant account a batch tries before it leaves the merchant's
 /// payments to run on their own (every one it picked was held by another transaction).
@@ -277,7 +277,7 @@ impl Tx {
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) AND status = 'NOTPAY' ORDER BY id{lock}",
             placeholders(1, ids.len())
         );
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(for_engine(self.engine(), sql)));
         for id in &ids {
             select = select.bind(*id);
         }
@@ -299,7 +299,7 @@ impl Tx {
             "SELECT order_id, device_id FROM device_proofs_used WHERE order_id IN ({})",
             placeholders(1, ids.len())
         );
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(for_engine(self.engine(), sql)));
         for id in &ids {
             select = select.bind(*id);
         }
@@ -318,7 +318,7 @@ impl Tx {
              RETURNING {ORDER_COLUMNS}",
             value_rows(1, 3, legs.len()),
         );
-        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(for_engine(self.engine(), sql)));
         for leg in legs {
             update = update.bind(&leg.order.id).bind(leg.pay.now.unix_micros()).bind(&leg.pay.user_id);
         }

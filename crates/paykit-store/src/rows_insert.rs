@@ -119,7 +119,8 @@ impl Tx {
         match self.engine() {
             Engine::Sqlite => {
                 for insert in &inserts {
-                    bind(sqlx::query(sqlx::AssertSqlSafe(insert.sql(1))), &insert.values).execute(self.conn()).await?;
+                    let sql = crate::for_engine(Engine::Sqlite, insert.sql(1));
+                    bind(sqlx::query(sqlx::AssertSqlSafe(sql)), &insert.values).execute(self.conn()).await?;
                 }
             }
             Engine::Postgres => {
