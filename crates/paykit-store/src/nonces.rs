@@ -7,8 +7,9 @@
 //! - a request that changes something waits until its nonce is committed, so a replay is
 //!   refused even after a crash, and even when another gateway process took the original;
 //! - a read waits only for the check: refused when the nonce is in flight in this process
-//!   or already stored, otherwise answered while its nonce is written behind it. A crash can
-//!   lose the last batch of read nonces, letting such a read be replayed once inside the
+//!   or already stored, otherwise answered while its nonce is written behind it, with the
+//!   reads' nonces of the next few milliseconds in one insert. A crash can lose those last
+//!   read nonces, letting such a read be replayed once inside the
 //!   five-minute window; a read changes nothing, so the replay learns only what the
 //!   original answer already said. A batch whose insert fails keeps its reads' nonces in
 //!   flight and tries them again with the next batch.
@@ -47,6 +48,11 @@ struct Spent {
 
 /// Nonces per insert: three parameters each, far below either engine's limit.
 const MAX_BATCH: usize = 500;
+
+/// How long reads' nonces wait for others to share their insert. A crash loses at most
+/// this much more of them (see the module documentation); this process still refuses
+/// their replays meanwhile, as they stay in flight.
+const READS_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl NonceWriter {
     /// Starts the writer on `store`, which must not hold a writer itself (its queue would
@@ -109,6 +115,18 @@ async fn write_nonces(
     // refuses their replays) and go again with the next batch.
     let mut unstored: Vec<Spent> = Vec::new();
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Reads wait for nobody: their nonces gather for a moment into one insert, until a
+        // request that waits joins them. Written at once, a burst of signed GETs was a
+        // commit for every few nonces, each dirtying the append pages again (the nonces'
+        // own index pages are random either way): 170 MB/s of writes at 10,000 GET/s.
+        let linger_until = tokio::time::Instant::now() + READS_LINGER;
+        while batch.len() < MAX_BATCH && batch.iter().all(|s| s.reply.is_none()) {
+            let room = MAX_BATCH - batch.len();
+            match tokio::time::timeout_at(linger_until, pending.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let again = unstored.len().min(MAX_BATCH);
         batch.extend(unstored.drain(..again));
         let mut rows: Vec<(String, String, i64)> =
