@@ -267,14 +267,17 @@ impl Tx {
         Ok(())
     }
 
-    /// Those of these orders still waiting for payment and not held by another
-    /// transaction (skipped, not waited for, like the balance rows), locked; the others are
-    /// not locked and not returned.
+    /// Those of these orders still waiting for payment, locked, except those another
+    /// transaction holds (skipped, not waited for, like the balance rows). The others it
+    /// also locks, when free, and does not return. The status is checked here, not in
+    /// the statement: given `status = 'NOTPAY'`, PostgreSQL's planner read the partial
+    /// index `orders_expiring` whole — every unpaid order, and each paid one's entry until
+    /// a vacuum — instead of looking the ids up (0.66 ms a batch against 0.09 ms).
     async fn lock_orders<'a>(&mut self, ids: impl Iterator<Item = &'a str>) -> Result<HashMap<String, Order>> {
         let ids: BTreeSet<&str> = ids.collect();
         let lock = if self.engine() == Engine::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) AND status = 'NOTPAY' ORDER BY id{lock}",
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) ORDER BY id{lock}",
             placeholders(1, ids.len())
         );
         let mut select = sqlx::query(sqlx::AssertSqlSafe(for_engine(self.engine(), sql)));
@@ -284,7 +287,9 @@ impl Tx {
         let mut orders = HashMap::with_capacity(ids.len());
         for row in select.fetch_all(self.conn()).await? {
             let order = order_from_row(&row)?;
-            orders.insert(order.id.clone(), order);
+            if order.status == OrderStatus::NotPay {
+                orders.insert(order.id.clone(), order);
+            }
         }
         Ok(orders)
     }
@@ -308,13 +313,15 @@ impl Tx {
     }
 
     /// Moves the legs' orders to SUCCESS, paid from the balance; returns them as stored,
-    /// in the legs' order.
+    /// in the legs' order. They are locked and were unpaid ([`Tx::lock_orders`]), so the
+    /// statement does not check their status again (which would read `orders_expiring`
+    /// whole on PostgreSQL, as there).
     async fn mark_paid_from_balance(&mut self, legs: &[Leg<'_>]) -> Result<Vec<Order>> {
         let sql = format!(
             "UPDATE orders SET status = 'SUCCESS', paid_at_us = v.column2, payer_user_id = v.column3, funding = 'balance', \
                updated_at_us = v.column2 \
              FROM (VALUES {}) AS v \
-             WHERE orders.id = v.column1 AND orders.status = 'NOTPAY' \
+             WHERE orders.id = v.column1 \
              RETURNING {ORDER_COLUMNS}",
             value_rows(1, 3, legs.len()),
         );
