@@ -862,9 +862,21 @@ engine_tests!(pay_context_reads_order_merchant_device_and_history_at_once, async
     assert_eq!(context.merchant_status, "FROZEN");
 });
 
-engine_tests!(new_orders_created_together_keep_their_own_outcomes, async move |store: Store, _db: &TestDb| {
+engine_tests!(new_orders_created_together_keep_their_own_outcomes, async move |store: Store, db: &TestDb| {
     use paykit_store::orders::Created;
     let (shop, _) = store.create_merchant("Shop", None, now()).await.unwrap();
+    // On PostgreSQL, every statement that inserts orders is counted, to show the batching.
+    let pool = raw_pool(db).await;
+    if db.engine == Engine::Postgres {
+        for sql in [
+            "CREATE TABLE order_insert_statements (at_us BIGINT)",
+            "CREATE FUNCTION count_order_inserts() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN INSERT INTO order_insert_statements VALUES (0); RETURN NULL; END $$",
+            "CREATE TRIGGER count_order_inserts AFTER INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION count_order_inserts()",
+        ] {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+    }
     // On SQLite the lane inserts a batch's new orders together; on PostgreSQL a batcher
     // does, outside the lane.
     let grouped = store.clone().with_group_commit(64);
@@ -909,6 +921,13 @@ engine_tests!(new_orders_created_together_keep_their_own_outcomes, async move |s
     for i in 5..20 {
         assert!(matches!(&outcomes[i], Ok(Created::New(o)) if *o == orders[i]), "n{i}: {:?}", outcomes[i]);
         assert_eq!(store.order(&orders[i].id).await.unwrap().as_ref(), Some(&orders[i]));
+    }
+    if db.engine == Engine::Postgres {
+        // 25 orders created at once: a few batches, and one statement alone for each of
+        // the five that found its out_trade_no taken. One by one would be 25.
+        let statements: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM order_insert_statements").fetch_one(&pool).await.unwrap();
+        assert!(statements <= 12, "{statements} statements inserted 25 orders");
     }
 
     // Orders the database refuses fail a statement they share; their neighbours still go in.
