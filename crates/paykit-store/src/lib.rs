@@ -645,7 +645,7 @@ mod tests {
     fn sqlite_gets_anonymous_placeholders_only_when_they_run_in_order() {
         let rows = format!("INSERT INTO t (a, b) VALUES {} RETURNING a", value_rows(1, 2, 6));
         let anonymous = for_engine(Engine::Sqlite, rows.clone());
-        assert_eq!(anonymous, format!("INSERT INTO t (a, b) VALUES {} RETURNING a", vec!["(?, ?)"; 6].join(", ")));
+        assert_eq!(anonymous, format!("INSERT INTO t (a, b) VALUES {} RETURNING a", ["(?, ?)"; 6].join(", ")));
         assert_eq!(
             for_engine(Engine::Postgres, rows),
             format!("INSERT INTO t (a, b) VALUES {}", value_rows(1, 2, 6)) + " RETURNING a"
