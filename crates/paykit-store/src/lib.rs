@@ -343,7 +343,11 @@ impl Store {
         &self.reader
     }
 
+    /// Closes the pools, once the reads' nonces still gathering are written.
     pub async fn close(&self) {
+        if let Some(nonces) = self.nonce_writer.get() {
+            nonces.flush().await;
+        }
         if let Some(readers) = &self.point_readers {
             readers.close();
         }

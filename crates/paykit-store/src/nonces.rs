@@ -35,7 +35,14 @@ pub enum NonceUse {
 /// Nonces this process has accepted but not yet committed, and the writer's queue.
 pub(crate) struct NonceWriter {
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,
-    queue: mpsc::UnboundedSender<Spent>,
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+enum Queued {
+    Nonce(Spent),
+    /// Write what is waiting now, then answer: before the store closes, so reads' nonces
+    /// still gathering are not lost with it.
+    Flush(oneshot::Sender<()>),
 }
 
 struct Spent {
@@ -72,6 +79,15 @@ impl NonceWriter {
     fn release(&self, key: &(String, String)) {
         self.in_flight.lock().expect("nonce lock").remove(key);
     }
+
+    /// Returns once every nonce queued before the call has been written (or its insert
+    /// has failed).
+    pub(crate) async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.queue.send(Queued::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
 }
 
 /// A signed read's nonce, in flight in this process from its claim until it is spent
@@ -89,7 +105,7 @@ impl ReadNonce<'_> {
     pub fn spend(mut self, now: Timestamp) -> Result<()> {
         let Some((party_id, nonce)) = self.key.clone() else { return Ok(()) };
         let spent = Spent { party_id, nonce, at: now, reply: None };
-        if self.writer.queue.send(spent).is_err() {
+        if self.writer.queue.send(Queued::Nonce(spent)).is_err() {
             return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
         }
         self.key = None;
@@ -107,59 +123,88 @@ impl Drop for ReadNonce<'_> {
 
 async fn write_nonces(
     store: Store,
-    mut pending: mpsc::UnboundedReceiver<Spent>,
+    mut pending: mpsc::UnboundedReceiver<Queued>,
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,
 ) {
+    let mut received = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut flushes = Vec::new();
     // Reads' nonces whose insert failed: they stay in flight (so this process still
     // refuses their replays) and go again with the next batch.
     let mut unstored: Vec<Spent> = Vec::new();
-    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while pending.recv_many(&mut received, MAX_BATCH).await > 0 {
+        sort(&mut received, &mut batch, &mut flushes);
         // Reads wait for nobody: their nonces gather for a moment into one insert, until a
         // request that waits joins them. Written at once, a burst of signed GETs was a
         // commit for every few nonces, each dirtying the append pages again (the nonces'
         // own index pages are random either way): 170 MB/s of writes at 10,000 GET/s.
         let linger_until = tokio::time::Instant::now() + READS_LINGER;
-        while batch.len() < MAX_BATCH && batch.iter().all(|s| s.reply.is_none()) {
+        while batch.len() < MAX_BATCH && flushes.is_empty() && batch.iter().all(|s| s.reply.is_none()) {
             let room = MAX_BATCH - batch.len();
-            match tokio::time::timeout_at(linger_until, pending.recv_many(&mut batch, room)).await {
+            match tokio::time::timeout_at(linger_until, pending.recv_many(&mut received, room)).await {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {}
+                Ok(_) => sort(&mut received, &mut batch, &mut flushes),
             }
         }
         let again = unstored.len().min(MAX_BATCH);
         batch.extend(unstored.drain(..again));
-        let mut rows: Vec<(String, String, i64)> =
-            batch.iter().map(|s| (s.party_id.clone(), s.nonce.clone(), s.at.unix_micros())).collect();
-        // One order for every process's batches, so two gateways inserting the same nonces
-        // on PostgreSQL wait for each other instead of deadlocking.
-        rows.sort_unstable();
-        let outcome = store.write_statement(move |conn| Box::pin(async move { insert_new(conn, &rows).await })).await;
-        metrics::histogram!("paykit_nonce_batch_size").record(batch.len() as f64);
-        if let Err(e) = &outcome {
-            tracing::warn!(error = %e, "a batch of nonces was not stored; reads' nonces stay in flight and go again");
+        if !batch.is_empty() {
+            store_batch(&store, &mut batch, &in_flight, &mut unstored).await;
         }
-        {
-            // Out of flight only now: from here on the database answers for them (or, for
-            // a write whose insert failed, nothing ran).
-            let mut in_flight = in_flight.lock().expect("nonce lock");
-            for s in batch.iter().filter(|s| outcome.is_ok() || s.reply.is_some()) {
-                in_flight.remove(&(s.party_id.clone(), s.nonce.clone()));
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// What arrived, sorted into nonces and requests to flush.
+fn sort(received: &mut Vec<Queued>, batch: &mut Vec<Spent>, flushes: &mut Vec<oneshot::Sender<()>>) {
+    for q in received.drain(..) {
+        match q {
+            Queued::Nonce(spent) => batch.push(spent),
+            Queued::Flush(done) => flushes.push(done),
+        }
+    }
+}
+
+/// Inserts a batch and answers for each of its nonces; reads' nonces whose insert failed
+/// go to `unstored`.
+async fn store_batch(
+    store: &Store,
+    batch: &mut Vec<Spent>,
+    in_flight: &Mutex<HashSet<(String, String)>>,
+    unstored: &mut Vec<Spent>,
+) {
+    let mut rows: Vec<(String, String, i64)> =
+        batch.iter().map(|s| (s.party_id.clone(), s.nonce.clone(), s.at.unix_micros())).collect();
+    // One order for every process's batches, so two gateways inserting the same nonces
+    // on PostgreSQL wait for each other instead of deadlocking.
+    rows.sort_unstable();
+    let outcome = store.write_statement(move |conn| Box::pin(async move { insert_new(conn, &rows).await })).await;
+    metrics::histogram!("paykit_nonce_batch_size").record(batch.len() as f64);
+    if let Err(e) = &outcome {
+        tracing::warn!(error = %e, "a batch of nonces was not stored; reads' nonces stay in flight and go again");
+    }
+    {
+        // Out of flight only now: from here on the database answers for them (or, for
+        // a write whose insert failed, nothing ran).
+        let mut in_flight = in_flight.lock().expect("nonce lock");
+        for s in batch.iter().filter(|s| outcome.is_ok() || s.reply.is_some()) {
+            in_flight.remove(&(s.party_id.clone(), s.nonce.clone()));
+        }
+    }
+    for s in batch.drain(..) {
+        let Some(reply) = s.reply else {
+            if outcome.is_err() {
+                unstored.push(s);
             }
-        }
-        for s in batch.drain(..) {
-            let Some(reply) = s.reply else {
-                if outcome.is_err() {
-                    unstored.push(s);
-                }
-                continue;
-            };
-            let answer = match &outcome {
-                Ok(inserted) => Ok(inserted.contains(&(s.party_id, s.nonce))),
-                Err(e) => Err(StoreError::GroupCommit(format!("recording the nonce failed: {e}"))),
-            };
-            let _ = reply.send(answer);
-        }
+            continue;
+        };
+        let answer = match &outcome {
+            Ok(inserted) => Ok(inserted.contains(&(s.party_id, s.nonce))),
+            Err(e) => Err(StoreError::GroupCommit(format!("recording the nonce failed: {e}"))),
+        };
+        let _ = reply.send(answer);
     }
 }
 
@@ -203,7 +248,7 @@ impl Store {
         }
         let (reply, answer) = oneshot::channel();
         let spent = Spent { party_id: key.0.clone(), nonce: key.1.clone(), at: now, reply: Some(reply) };
-        if writer.queue.send(spent).is_err() {
+        if writer.queue.send(Queued::Nonce(spent)).is_err() {
             writer.release(&key);
             return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
         }

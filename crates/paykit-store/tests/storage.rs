@@ -765,6 +765,17 @@ engine_tests!(a_reads_nonce_stays_refused_when_storing_it_fails, async move |sto
     assert!(!other_process.spend_nonce("m1", "lostlostlostlost", now(), Read).await.unwrap(), "stored");
 });
 
+engine_tests!(closing_the_store_writes_the_reads_nonces_still_gathering, async move |store: Store, db: &TestDb| {
+    use paykit_store::nonces::NonceUse::Read;
+    // Reads' nonces wait a moment for company before they are written; a store closed
+    // meanwhile (a graceful restart) writes them first, so the next process refuses them.
+    let claim = store.claim_read_nonce("m1", "lastlastlastlast").unwrap();
+    claim.spend(now()).unwrap();
+    store.close().await;
+    let next_process = db.store().await;
+    assert!(!next_process.spend_nonce("m1", "lastlastlastlast", now(), Read).await.unwrap(), "stored before closing");
+});
+
 /// SQLite's point readers open the file sqlx opens, even when the URL's path has a `..`
 /// that the URL parser folds away but the kernel would follow through a symlink.
 #[tokio::test]
