@@ -618,11 +618,12 @@ async fn gather(tasks: Vec<tokio::task::JoinHandle<ClientOutcomes>>) -> Result<C
 }
 
 /// Open loop: request i is due at start + i/rate whatever the server does, and its latency
-/// counts from then. As in wrk2, each of `clients` connections sends its share of the
-/// schedule (requests i ≡ k mod clients) one after another: a request the server keeps
-/// waiting delays that connection's next ones, and their latencies count that wait. A
-/// task spawned per request instead cost the client more CPU than the requests did at
-/// 10,000/s, and its bursts of new connections showed as the server's latency.
+/// counts from then. As in wrk2, each of `clients` clients sends its share of the
+/// schedule (requests i ≡ k mod clients) one after another, so at most `clients` requests
+/// are in flight, each on a kept-alive connection: a request the server keeps waiting
+/// delays that client's next ones, and their latencies count that wait. A task spawned
+/// per request instead cost the client more CPU than the requests did at 10,000/s, and
+/// its bursts of new connections showed as the server's latency.
 /// Sorted latencies (µs) and errors by code.
 async fn open_loop(runner: &Arc<Runner>, clients: usize, duration: Duration, rate: f64) -> Result<ClientOutcomes> {
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));

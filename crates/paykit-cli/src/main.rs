@@ -70,8 +70,8 @@ enum Command {
         url: Option<String>,
         #[arg(long, value_enum, default_value = "qr-pay")]
         scenario: bench::Scenario,
-        /// Concurrent clients (closed loop), or the connections that share the offered rate
-        /// (open loop; a connection sends its next request once its last one is answered).
+        /// Concurrent clients (closed loop), or the clients that share the offered rate
+        /// (open loop; a client sends its next request once its last one is answered).
         #[arg(long, default_value_t = 16)]
         clients: usize,
         /// How long to run, e.g. 10s, 2m.

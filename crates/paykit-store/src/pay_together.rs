@@ -275,7 +275,9 @@ impl Tx {
     /// a vacuum — instead of looking the ids up (0.66 ms a batch against 0.09 ms).
     async fn lock_orders<'a>(&mut self, ids: impl Iterator<Item = &'a str>) -> Result<HashMap<String, Order>> {
         let ids: BTreeSet<&str> = ids.collect();
-        let lock = if self.engine() == Engine::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        // NO KEY: the batch changes no key of an order, and a refund's foreign-key check on
+        // one (here an already paid order, locked and passed over) need not wait for it.
+        let lock = if self.engine() == Engine::Postgres { " FOR NO KEY UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) ORDER BY id{lock}",
             placeholders(1, ids.len())
