@@ -8,11 +8,12 @@
 //!   refused even after a crash, and even when another gateway process took the original;
 //! - a read waits only for the check: refused when the nonce is in flight in this process
 //!   or already stored, otherwise answered while its nonce is written behind it, with the
-//!   reads' nonces of the next few milliseconds in one insert. A crash can lose those last
-//!   read nonces, letting such a read be replayed once inside the
-//!   five-minute window; a read changes nothing, so the replay learns only what the
-//!   original answer already said. A batch whose insert fails keeps its reads' nonces in
-//!   flight and tries them again with the next batch.
+//!   reads' nonces of the next few milliseconds in one insert (another process, which sees
+//!   only what is stored, would take a replay in those milliseconds). A crash can lose
+//!   those last read nonces (closing the store writes them first), letting such a read be
+//!   replayed once inside the five-minute window; a read changes nothing, so the replay
+//!   learns only what the original answer already said. A batch whose insert fails keeps
+//!   its reads' nonces in flight and tries them again with the next batch.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
