@@ -589,18 +589,23 @@ async fn closed_loop(runner: &Arc<Runner>, clients: usize, duration: Duration) -
     for _ in 0..clients {
         let runner = runner.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), BTreeMap::<String, u64>::new());
+            let mut outcomes = ClientOutcomes::default();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match runner.op().await {
-                    Ok(()) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
-                    Err(code) => *errors.entry(code).or_default() += 1,
-                }
+                record(&mut outcomes, runner.op().await, t);
             }
-            (lat, errors)
+            outcomes
         }));
     }
     gather(tasks).await
+}
+
+/// Counts one operation: its latency from `since` if it succeeded, else its error code.
+fn record((latencies, errors): &mut ClientOutcomes, outcome: Outcome, since: Instant) {
+    match outcome {
+        Ok(()) => latencies.push(since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+        Err(code) => *errors.entry(code).or_default() += 1,
+    }
 }
 
 /// Every client's latencies (sorted, µs) and errors by code, together.
@@ -634,19 +639,16 @@ async fn open_loop(runner: &Arc<Runner>, clients: usize, duration: Duration, rat
     for first in 0..clients {
         let runner = runner.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), BTreeMap::<String, u64>::new());
+            let mut outcomes = ClientOutcomes::default();
             for i in (first..).step_by(clients) {
                 let due = started + interval.mul_f64(i as f64);
                 if due >= end {
                     break;
                 }
                 tokio::time::sleep_until(due.into()).await;
-                match runner.op().await {
-                    Ok(()) => lat.push(due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
-                    Err(code) => *errors.entry(code).or_default() += 1,
-                }
+                record(&mut outcomes, runner.op().await, due);
             }
-            (lat, errors)
+            outcomes
         }));
     }
     gather(tasks).await

@@ -134,17 +134,17 @@ async fn write_nonces(
     // refuses their replays) and go again with the next batch.
     let mut unstored: Vec<Spent> = Vec::new();
     while pending.recv_many(&mut received, MAX_BATCH).await > 0 {
-        sort(&mut received, &mut batch, &mut flushes);
+        let mut awaited = sort(&mut received, &mut batch, &mut flushes);
         // Reads wait for nobody: their nonces gather for a moment into one insert, until a
         // request that waits joins them. Written at once, a burst of signed GETs was a
         // commit for every few nonces, each dirtying the append pages again (the nonces'
         // own index pages are random either way): 170 MB/s of writes at 10,000 GET/s.
         let linger_until = tokio::time::Instant::now() + READS_LINGER;
-        while batch.len() < MAX_BATCH && flushes.is_empty() && batch.iter().all(|s| s.reply.is_none()) {
+        while !awaited && batch.len() < MAX_BATCH {
             let room = MAX_BATCH - batch.len();
             match tokio::time::timeout_at(linger_until, pending.recv_many(&mut received, room)).await {
                 Ok(0) | Err(_) => break,
-                Ok(_) => sort(&mut received, &mut batch, &mut flushes),
+                Ok(_) => awaited = sort(&mut received, &mut batch, &mut flushes),
             }
         }
         let again = unstored.len().min(MAX_BATCH);
@@ -158,14 +158,23 @@ async fn write_nonces(
     }
 }
 
-/// What arrived, sorted into nonces and requests to flush.
-fn sort(received: &mut Vec<Queued>, batch: &mut Vec<Spent>, flushes: &mut Vec<oneshot::Sender<()>>) {
+/// What arrived, sorted into nonces and requests to flush; true when someone waits on
+/// the batch (a write's nonce, or a flush), so it goes now.
+fn sort(received: &mut Vec<Queued>, batch: &mut Vec<Spent>, flushes: &mut Vec<oneshot::Sender<()>>) -> bool {
+    let mut awaited = false;
     for q in received.drain(..) {
         match q {
-            Queued::Nonce(spent) => batch.push(spent),
-            Queued::Flush(done) => flushes.push(done),
+            Queued::Nonce(spent) => {
+                awaited |= spent.reply.is_some();
+                batch.push(spent);
+            }
+            Queued::Flush(done) => {
+                awaited = true;
+                flushes.push(done);
+            }
         }
     }
+    awaited
 }
 
 /// Inserts a batch and answers for each of its nonces; reads' nonces whose insert failed
