@@ -146,3 +146,34 @@ e2e_tests!(a_signed_read_sent_many_times_at_once_is_answered_once, async |gw: Ga
     let later = send().await;
     assert_eq!((later.status, later.code()), (401, "AUTH_NONCE_REPLAYED".into()));
 });
+
+e2e_tests!(a_signed_order_create_sent_many_times_creates_one_order, async |gw: Gateway| {
+    let creds = gw.create_merchant("Once Shop");
+    let body = r#"{"out_trade_no":"ONCE-1","amount":"1.00","description":"once"}"#;
+    let header = sign_header(&creds, "POST", "/v1/orders", body.as_bytes(), unix_now(), &new_nonce());
+    let send = || gw.send("POST", "/v1/orders", Some(&header), body, "application/json");
+    // The nonce commits with the order: of eight at once, one creates it and the rest are
+    // refused as replays, as is the same request later.
+    let replies = tokio::join!(send(), send(), send(), send(), send(), send(), send(), send());
+    let replies = [replies.0, replies.1, replies.2, replies.3, replies.4, replies.5, replies.6, replies.7];
+    let outcomes: Vec<_> = replies.iter().map(|r| (r.status, r.body.clone())).collect();
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1, "{outcomes:?}");
+    for r in replies.iter().filter(|r| r.status != 201) {
+        assert_eq!((r.status, r.code()), (401, "AUTH_NONCE_REPLAYED".into()));
+    }
+    let later = send().await;
+    assert_eq!((later.status, later.code()), (401, "AUTH_NONCE_REPLAYED".into()));
+
+    // The same body with a new nonce is the merchant's retry: the order, as it stands.
+    let retry = gw.signed(&creds, "POST", "/v1/orders", body).await;
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.json()["order_id"], replies.iter().find(|r| r.status == 201).unwrap().json()["order_id"]);
+
+    // A create refused before anything is written spends its nonce all the same.
+    let bad = r#"{"out_trade_no":"ONCE-2","amount":"-1.00","description":"refused"}"#;
+    let header = sign_header(&creds, "POST", "/v1/orders", bad.as_bytes(), unix_now(), &new_nonce());
+    let refused = gw.send("POST", "/v1/orders", Some(&header), bad, "application/json").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let replay = gw.send("POST", "/v1/orders", Some(&header), bad, "application/json").await;
+    assert_eq!((replay.status, replay.code()), (401, "AUTH_NONCE_REPLAYED".into()));
+});

@@ -130,6 +130,9 @@ pub enum Access {
     Public,
     /// Signed with a merchant's (or biller's) API key.
     Signed,
+    /// Signed with a merchant's API key, by a handler that spends the request's nonce in
+    /// its own write's transaction ([`crate::auth::UnspentNonce`]).
+    SignedNonceInWrite,
     /// A wallet user's bearer session.
     Wallet,
     /// An operator's bearer token.
@@ -148,7 +151,7 @@ pub struct Route {
 }
 
 pub fn route_table() -> Vec<Route> {
-    use Access::{Biller, Ops, Public, Signed, Wallet};
+    use Access::{Biller, Ops, Public, Signed, SignedNonceInWrite, Wallet};
     use axum::routing::{delete, get, post, put};
     use routes::{bills, health, merchant, money, orders, refunds, wallet};
     let route = |method: Method, path, access, handler| Route { method, path, access, handler };
@@ -159,7 +162,7 @@ pub fn route_table() -> Vec<Route> {
         route(Method::GET, "/openapi.json", Public, get(health::openapi)),
         route(Method::GET, "/q/{token}", Public, get(orders::code_url_page)),
         route(Method::GET, "/v1/merchant", Signed, get(merchant::profile)),
-        route(Method::POST, "/v1/orders", Signed, post(orders::create)),
+        route(Method::POST, "/v1/orders", SignedNonceInWrite, post(orders::create)),
         route(Method::GET, "/v1/orders", Signed, get(orders::list)),
         route(Method::GET, "/v1/orders/{order_id}", Signed, get(orders::get_by_id)),
         route(Method::GET, "/v1/orders/by-out-trade-no/{out_trade_no}", Signed, get(orders::get_by_out_trade_no)),
@@ -229,24 +232,28 @@ pub fn route_table() -> Vec<Route> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (mut public, mut signed, mut wallet, mut ops, mut biller) =
-        (Router::new(), Router::new(), Router::new(), Router::new(), Router::new());
+    let (mut public, mut signed, mut signed_nonce_in_write, mut wallet, mut ops, mut biller) =
+        (Router::new(), Router::new(), Router::new(), Router::new(), Router::new(), Router::new());
     for r in route_table() {
         match r.access {
             Access::Public => public = public.route(r.path, r.handler),
             Access::Signed => signed = signed.route(r.path, r.handler),
+            Access::SignedNonceInWrite => signed_nonce_in_write = signed_nonce_in_write.route(r.path, r.handler),
             Access::Wallet => wallet = wallet.route(r.path, r.handler),
             Access::Ops => ops = ops.route(r.path, r.handler),
             Access::Biller => biller = biller.route(r.path, r.handler),
         }
     }
     let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_signature));
+    let signed_nonce_in_write = signed_nonce_in_write
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_signature_nonce_in_write));
     let wallet = wallet.route_layer(middleware::from_fn_with_state(state.clone(), wallet_auth::require_session));
     let ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), ops_auth::require_operator));
     let biller = biller.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_biller_signature));
     let mode = HeaderValue::from_static(state.config().mode.as_str());
     public
         .merge(signed)
+        .merge(signed_nonce_in_write)
         .merge(wallet)
         .merge(ops)
         .merge(biller)

@@ -1,6 +1,10 @@
 //! Signed requests on the merchant and biller API (`/v1/*`): the signature, the timestamp
 //! window and the nonce are checked before any handler runs, and the caller's identity is
-//! put in the request's extensions for handlers to scope every query by.
+//! put in the request's extensions for handlers to scope every query by. A write's nonce
+//! is committed before its handler runs, except on routes whose handler commits it with
+//! its own write ([`UnspentNonce`]).
+
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
@@ -10,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use paykit_core::ErrorCode;
 use paykit_core::signing::{AuthError, AuthHeader, PartyKind, verify_request};
-use paykit_store::nonces::NonceUse;
+use paykit_store::nonces::{NonceUse, WriteNonce};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -35,6 +39,30 @@ pub struct BillerCaller {
     pub biller_id: String,
 }
 
+/// A signed write's nonce, claimed in flight but not yet stored, on a route whose handler
+/// spends it in its own write's transaction (`Access::SignedNonceInWrite`): one commit for
+/// both, and a replay writes nothing. Whatever the handler does not take (it refused the
+/// request before writing), the middleware spends once the handler is done, so a replay of
+/// a refused request is refused as one all the same; nothing was written in between.
+#[derive(Clone)]
+pub struct UnspentNonce(Arc<Mutex<Option<WriteNonce>>>);
+
+impl UnspentNonce {
+    /// The nonce, for the write that spends it; None once taken.
+    pub fn take(&self) -> Option<WriteNonce> {
+        self.0.lock().expect("nonce lock").take()
+    }
+}
+
+/// Who spends a signed write's nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteNonceBy {
+    /// This middleware, before the handler runs.
+    Middleware,
+    /// The handler's own write ([`UnspentNonce`]).
+    Handler,
+}
+
 fn auth_error(e: AuthError) -> ApiError {
     ApiError::new(ErrorCode::from(&e), e.to_string())
 }
@@ -52,7 +80,16 @@ pub(crate) async fn whole_body(state: &AppState, body: Body) -> Result<axum::bod
 
 /// Merchant routes: only a merchant's signature passes.
 pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    signed(state, req, next, PartyKind::Merchant).await
+    signed(state, req, next, PartyKind::Merchant, WriteNonceBy::Middleware).await
+}
+
+/// Merchant routes whose handler spends the nonce with its write ([`UnspentNonce`]).
+pub async fn require_signature_nonce_in_write(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    signed(state, req, next, PartyKind::Merchant, WriteNonceBy::Handler).await
 }
 
 /// Biller routes: only a biller's signature passes.
@@ -61,10 +98,16 @@ pub async fn require_biller_signature(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    signed(state, req, next, PartyKind::Biller).await
+    signed(state, req, next, PartyKind::Biller, WriteNonceBy::Middleware).await
 }
 
-async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) -> Result<Response, ApiError> {
+async fn signed(
+    state: AppState,
+    req: Request,
+    next: Next,
+    expected: PartyKind,
+    write_nonce_by: WriteNonceBy,
+) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
     let header = match parts.headers.get(AUTHORIZATION) {
         None => return Err(auth_error(AuthError::Missing)),
@@ -99,16 +142,29 @@ async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) 
         .map_err(auth_error)?;
     // Only a correctly signed request spends its nonce, so nobody can burn another
     // party's nonces (a claim that goes unspent is released when dropped).
-    let fresh = match read_claim {
-        Some(Some(claim)) if !stored => {
+    let mut unspent = None;
+    let fresh = match (read_claim, write_nonce_by) {
+        (Some(Some(claim)), _) if !stored => {
             claim.spend(now)?;
             true
         }
-        Some(_) => false,
-        None => state.store().spend_nonce(&auth.party_id, &auth.nonce, now, NonceUse::Write).await?,
+        (Some(_), _) => false,
+        (None, WriteNonceBy::Middleware) => {
+            state.store().spend_nonce(&auth.party_id, &auth.nonce, now, NonceUse::Write).await?
+        }
+        (None, WriteNonceBy::Handler) => match state.store().claim_write_nonce(&auth.party_id, &auth.nonce, now) {
+            Some(claim) => {
+                unspent = Some(UnspentNonce(Arc::new(Mutex::new(Some(claim)))));
+                true
+            }
+            None => false,
+        },
     };
     if !fresh {
         return Err(auth_error(AuthError::NonceReplayed));
+    }
+    if let Some(unspent) = &unspent {
+        parts.extensions.insert(unspent.clone());
     }
 
     match auth.party_kind {
@@ -119,5 +175,11 @@ async fn signed(state: AppState, req: Request, next: Next, expected: PartyKind) 
             parts.extensions.insert(BillerCaller { biller_id: auth.party_id });
         }
     }
-    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if let Some(claim) = unspent.and_then(|unspent| unspent.take())
+        && !state.store().spend_write_nonce(claim).await?
+    {
+        return Err(auth_error(AuthError::NonceReplayed));
+    }
+    Ok(response)
 }

@@ -38,6 +38,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::NonceReplayed => {
+                let replayed = paykit_core::signing::AuthError::NonceReplayed;
+                ApiError::new(ErrorCode::from(&replayed), replayed.to_string())
+            }
             StoreError::InsufficientFunds { .. } => {
                 ApiError::new(ErrorCode::InsufficientBalance, "the balance does not cover the amount")
             }

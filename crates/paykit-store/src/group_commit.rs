@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::orders::{Created, Order};
+use crate::orders::{Created, NewOrder, Order};
 use crate::payments::{OwnedPay, PayError};
 use crate::{BoxFuture, Engine, Store, StoreError, Tx};
 
@@ -62,7 +62,7 @@ trait Job: Send {
 enum Together<'a> {
     No,
     Payment(&'a OwnedPay, &'a mut Option<Result<Order, PayError>>),
-    NewOrder(&'a Order, &'a mut Option<Result<Created, StoreError>>),
+    NewOrder(&'a mut NewOrder, &'a mut Option<Result<Created, StoreError>>),
 }
 
 type WorkFn<T, E> = Box<dyn for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T, E>> + Send>;
@@ -73,7 +73,7 @@ trait Work: Send + Sized + 'static {
     type Out: Send + 'static;
     type Err: From<StoreError> + Send + 'static;
     fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Self::Out, Self::Err>>;
-    fn together<'a>(&'a self, _outcome: &'a mut Option<Result<Self::Out, Self::Err>>) -> Together<'a> {
+    fn together<'a>(&'a mut self, _outcome: &'a mut Option<Result<Self::Out, Self::Err>>) -> Together<'a> {
         Together::No
     }
     fn serial_key(&self) -> Option<&str> {
@@ -101,7 +101,7 @@ impl Work for OwnedPay {
     fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Order, PayError>> {
         Box::pin(tx.pay_order(self))
     }
-    fn together<'a>(&'a self, outcome: &'a mut Option<Result<Order, PayError>>) -> Together<'a> {
+    fn together<'a>(&'a mut self, outcome: &'a mut Option<Result<Order, PayError>>) -> Together<'a> {
         Together::Payment(self, outcome)
     }
     fn serial_key(&self) -> Option<&str> {
@@ -109,13 +109,13 @@ impl Work for OwnedPay {
     }
 }
 
-impl Work for Order {
+impl Work for NewOrder {
     type Out = Created;
     type Err = StoreError;
     fn alone<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Created, StoreError>> {
-        Box::pin(tx.insert_order(self))
+        Box::pin(self.insert(tx))
     }
-    fn together<'a>(&'a self, outcome: &'a mut Option<Result<Created, StoreError>>) -> Together<'a> {
+    fn together<'a>(&'a mut self, outcome: &'a mut Option<Result<Created, StoreError>>) -> Together<'a> {
         Together::NewOrder(self, outcome)
     }
 }
@@ -230,7 +230,7 @@ impl GroupCommit {
         self.queue(pay).await
     }
 
-    pub(crate) async fn create_order(&self, order: Order) -> Result<Created, StoreError> {
+    pub(crate) async fn create_order(&self, order: NewOrder) -> Result<Created, StoreError> {
         self.queue(order).await
     }
 
@@ -359,12 +359,9 @@ async fn settle_together(tx: &mut Tx, batch: &mut [Box<dyn Job>]) -> Result<(), 
         }
     }
     if !orders.is_empty() {
-        let new: Vec<&Order> = orders.iter().map(|(order, _)| *order).collect();
-        let inserted = tx.insert_orders_together(&new).await?;
-        for ((order, outcome), inserted) in orders.into_iter().zip(inserted) {
-            if inserted {
-                *outcome = Some(Ok(Created::New(order.clone())));
-            }
+        let (mut new, outcomes): (Vec<&mut NewOrder>, Vec<_>) = orders.into_iter().unzip();
+        for (outcome, settled) in outcomes.into_iter().zip(tx.insert_orders_together(&mut new).await?) {
+            *outcome = settled;
         }
     }
     if !payments.is_empty() {

@@ -92,16 +92,19 @@ pub enum StoreError {
     /// The shared transaction of a group commit failed; nothing of the request was kept.
     #[error("group commit failed: {0}")]
     GroupCommit(String),
+    /// The signed request's nonce was already stored: a replay, of which nothing was kept.
+    #[error("the request's nonce was already used")]
+    NonceReplayed,
 }
 
 impl StoreError {
-    /// Errors worth retrying as they stand (the database went away or a transaction lost a
-    /// serialisation race), as opposed to answers about the data.
     /// Input the database refused as text (PostgreSQL rejects NUL characters).
     pub fn is_bad_text(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22021"))
     }
 
+    /// Errors worth retrying as they stand (the database went away or a transaction lost a
+    /// serialisation race), as opposed to answers about the data.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::GroupCommit(_) => true,

@@ -6,6 +6,8 @@
 //!
 //! - a request that changes something waits until its nonce is committed, so a replay is
 //!   refused even after a crash, and even when another gateway process took the original;
+//!   a write that can carry its nonce ([`WriteNonce`], a new order) commits it in its own
+//!   transaction instead, so the request costs one commit, not two;
 //! - a read waits only for the check: refused when the nonce is in flight in this process
 //!   or already stored, otherwise answered while its nonce is written behind it, with the
 //!   reads' nonces of the next few milliseconds in one insert (another process, which sees
@@ -87,6 +89,35 @@ impl NonceWriter {
         let (done, flushed) = oneshot::channel();
         if self.queue.send(Queued::Flush(done)).is_ok() {
             let _ = flushed.await;
+        }
+    }
+}
+
+/// A signed write's nonce, claimed in flight in this process, for the write to spend in its
+/// own transaction ([`Store::create_order`]): the nonce and what the request writes commit
+/// together or not at all, and a replay (the nonce already stored) writes nothing. Dropped,
+/// it leaves flight: by then the write has committed or failed. A write that does not
+/// carry it spends it with [`Store::spend_write_nonce`].
+pub struct WriteNonce {
+    in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    /// None once handed to the nonce writer, which clears the flight itself.
+    key: Option<(String, String)>,
+    at: Timestamp,
+}
+
+/// A nonce as stored: party, nonce, when it was seen (unix microseconds).
+pub(crate) type NonceRow = (String, String, i64);
+
+impl WriteNonce {
+    pub(crate) fn row(&self) -> Option<NonceRow> {
+        self.key.as_ref().map(|(party_id, nonce)| (party_id.clone(), nonce.clone(), self.at.unix_micros()))
+    }
+}
+
+impl Drop for WriteNonce {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key {
+            self.in_flight.lock().expect("nonce lock").remove(key);
         }
     }
 }
@@ -218,8 +249,9 @@ async fn store_batch(
     }
 }
 
-/// Inserts the nonces not stored yet; returns those it inserted.
-async fn insert_new(
+/// Inserts the nonces not stored yet; returns those it inserted. On PostgreSQL a nonce
+/// another transaction is inserting waits for it to end.
+pub(crate) async fn insert_new(
     conn: &mut sqlx::AnyConnection,
     rows: &[(String, String, i64)],
 ) -> Result<HashSet<(String, String)>> {
@@ -233,6 +265,11 @@ async fn insert_new(
         query = query.bind(party_id).bind(nonce).bind(*at);
     }
     Ok(query.fetch_all(conn).await?.into_iter().collect())
+}
+
+/// Spends `nonce` in `conn`'s transaction; false when it is already stored (a replay).
+pub(crate) async fn spend_in(conn: &mut sqlx::AnyConnection, nonce: &NonceRow) -> Result<bool> {
+    Ok(!insert_new(conn, std::slice::from_ref(nonce)).await?.is_empty())
 }
 
 impl Store {
@@ -251,17 +288,34 @@ impl Store {
             claim.spend(now)?;
             return Ok(true);
         }
+        match self.claim_write_nonce(party_id, nonce, now) {
+            Some(claim) => self.spend_write_nonce(claim).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Claims a write's nonce in flight in this process (None when it already is: a
+    /// concurrent replay), for its write to spend ([`WriteNonce`]).
+    pub fn claim_write_nonce(&self, party_id: &str, nonce: &str, now: Timestamp) -> Option<WriteNonce> {
         let writer = self.nonce_writer();
         let key = (party_id.to_owned(), nonce.to_owned());
         if !writer.claim(&key) {
-            return Ok(false);
+            return None;
         }
+        Some(WriteNonce { in_flight: writer.in_flight.clone(), key: Some(key), at: now })
+    }
+
+    /// Spends a claimed write's nonce on its own, waiting for its commit. Returns false if
+    /// the party already used it (a replay).
+    pub async fn spend_write_nonce(&self, mut claim: WriteNonce) -> Result<bool> {
+        let Some((party_id, nonce)) = claim.key.clone() else { return Ok(false) };
         let (reply, answer) = oneshot::channel();
-        let spent = Spent { party_id: key.0.clone(), nonce: key.1.clone(), at: now, reply: Some(reply) };
-        if writer.queue.send(Queued::Nonce(spent)).is_err() {
-            writer.release(&key);
+        let spent = Spent { party_id, nonce, at: claim.at, reply: Some(reply) };
+        if self.nonce_writer().queue.send(Queued::Nonce(spent)).is_err() {
             return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
         }
+        // The writer takes it out of flight after its commit.
+        claim.key = None;
         answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))
     }
 

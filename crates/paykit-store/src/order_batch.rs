@@ -1,16 +1,20 @@
 //! New orders on PostgreSQL, inserted in batches. SQLite's lane already inserts a batch's
 //! new orders with one statement; on PostgreSQL an order commits on its own, and a burst of
 //! order creations costs a statement and a commit record each. Here one task inserts what
-//! is queued in one autocommitted statement (the nonces' pattern, `nonces.rs`), outside the
-//! payment lane's transaction.
+//! is queued in one transaction, outside the payment lane's: the requests' nonces in one
+//! statement, then the orders whose nonce was new (or that came without one) in another
+//! (the nonces' pattern, `nonces.rs`), so a signed create costs one commit shared with its
+//! neighbours instead of two of its own.
 //!
-//! The batch only ever says "inserted": an order it did not insert (its out_trade_no is
-//! taken, or the statement failed — one order's bad text fails them all — or the task has
-//! stopped) is inserted again on its own by [`crate::Store::create_order`], which then says
-//! exactly why. Every caller hears back only after the commit, so an acknowledged order is
-//! durable. (Should a batch commit and its answer be lost with the connection, the order
-//! inserted again alone finds itself already there: the merchant gets it as existing, 200
-//! instead of 201, the same order.)
+//! The batch answers "inserted" or "replayed" (the nonce was stored already, so nothing of
+//! the request was written); an order it did not insert (its out_trade_no is taken, or a
+//! statement failed — one order's bad text fails them all — or the task has stopped) is
+//! inserted again on its own by [`crate::Store::create_order`], which then says exactly
+//! why, spending the nonce with it unless the batch committed it. Every caller hears back
+//! only after the commit, so an acknowledged order is durable. (Should a batch commit and
+//! its answer be lost with the connection, the order inserted again alone finds its nonce
+//! already stored, and its own order under the id only this request has: it is answered
+//! as created.)
 //!
 //! An insert waits when its out_trade_no conflicts with a row another transaction is
 //! writing (a retried create while the order is being paid, a micropay not yet committed).
@@ -22,6 +26,7 @@ use std::collections::HashSet;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::nonces::{NonceRow, insert_new};
 use crate::orders::{Order, insert_order_rows};
 use crate::{Result, Store};
 
@@ -37,8 +42,23 @@ pub(crate) struct OrderBatcher {
 
 struct Queued {
     order: Order,
-    /// True when the batch inserted the order.
-    reply: oneshot::Sender<bool>,
+    /// The signed request's nonce, to spend with the order.
+    nonce: Option<NonceRow>,
+    reply: oneshot::Sender<Batched>,
+}
+
+/// What a batch did with one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batched {
+    /// Inserted and committed, its nonce with it.
+    Inserted,
+    /// Its nonce was already stored: nothing was written.
+    Replayed,
+    /// Its nonce is committed, the order is not (its out_trade_no is taken): it goes on
+    /// alone without the nonce.
+    NonceSpent,
+    /// Nothing of it was written: it goes on alone, nonce and all.
+    Left,
 }
 
 impl OrderBatcher {
@@ -50,13 +70,13 @@ impl OrderBatcher {
         OrderBatcher { queue }
     }
 
-    /// Whether a batch inserted and committed `order`; false leaves it to the caller.
-    pub(crate) async fn insert(&self, order: Order) -> bool {
+    /// What a batch did with `order` and its request's nonce.
+    pub(crate) async fn insert(&self, order: Order, nonce: Option<NonceRow>) -> Batched {
         let (reply, answer) = oneshot::channel();
-        if self.queue.send(Queued { order, reply }).is_err() {
-            return false;
+        if self.queue.send(Queued { order, nonce, reply }).is_err() {
+            return Batched::Left;
         }
-        answer.await.unwrap_or(false)
+        answer.await.unwrap_or(Batched::Left)
     }
 }
 
@@ -71,27 +91,42 @@ async fn insert_batches(store: Store, mut pending: mpsc::UnboundedReceiver<Queue
         batch.sort_unstable_by(|a: &Queued, b: &Queued| {
             (&a.order.merchant_id, &a.order.out_trade_no).cmp(&(&b.order.merchant_id, &b.order.out_trade_no))
         });
-        let orders: Vec<&Order> = batch.iter().map(|q| &q.order).collect();
-        let outcome = insert_on_own_connection(&store, &mut own, &orders).await;
+        let outcome = insert_on_own_connection(&store, &mut own, &batch).await;
         if outcome.is_err() {
             own = None;
         }
         metrics::histogram!("paykit_order_batch_size").record(batch.len() as f64);
-        let inserted = outcome.unwrap_or_else(|e| {
+        if let Err(e) = &outcome {
             tracing::warn!(error = %e, orders = batch.len(), "inserting orders together failed; inserting them one by one");
-            Default::default()
-        });
+        }
         for queued in batch.drain(..) {
-            let _ = queued.reply.send(inserted.contains(&queued.order.id));
+            let answer = match &outcome {
+                Err(_) => Batched::Left,
+                Ok((fresh, inserted)) => {
+                    let nonce_new = queued
+                        .nonce
+                        .as_ref()
+                        .map(|(party_id, nonce, _)| fresh.contains(&(party_id.clone(), nonce.clone())));
+                    match (nonce_new, inserted.contains(&queued.order.id)) {
+                        (Some(false), _) => Batched::Replayed,
+                        (_, true) => Batched::Inserted,
+                        (Some(true), false) => Batched::NonceSpent,
+                        (None, false) => Batched::Left,
+                    }
+                }
+            };
+            let _ = queued.reply.send(answer);
         }
     }
 }
 
+/// Inserts the batch in one transaction: its nonces not stored yet, then the orders whose
+/// nonce that was (or that have none); returns the nonces and the order ids inserted.
 async fn insert_on_own_connection(
     store: &Store,
     own: &mut Option<sqlx::AnyConnection>,
-    orders: &[&Order],
-) -> Result<HashSet<String>> {
+    batch: &[Queued],
+) -> Result<(HashSet<(String, String)>, HashSet<String>)> {
     let conn = match own {
         Some(conn) => conn,
         None => {
@@ -102,5 +137,19 @@ async fn insert_on_own_connection(
             own.insert(conn)
         }
     };
-    insert_order_rows(conn, orders).await
+    let mut nonces: Vec<NonceRow> = batch.iter().filter_map(|q| q.nonce.clone()).collect();
+    // One order for every process's batches (see nonces.rs).
+    nonces.sort_unstable();
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let fresh = if nonces.is_empty() { HashSet::new() } else { insert_new(&mut tx, &nonces).await? };
+    let orders: Vec<&Order> = batch
+        .iter()
+        .filter(|q| {
+            q.nonce.as_ref().is_none_or(|(party_id, nonce, _)| fresh.contains(&(party_id.clone(), nonce.clone())))
+        })
+        .map(|q| &q.order)
+        .collect();
+    let inserted = if orders.is_empty() { HashSet::new() } else { insert_order_rows(&mut tx, &orders).await? };
+    tx.commit().await?;
+    Ok((fresh, inserted))
 }

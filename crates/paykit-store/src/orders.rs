@@ -7,6 +7,8 @@ use paykit_core::order::OrderStatus;
 use paykit_core::time::Timestamp;
 use paykit_core::{Currency, Money};
 
+use crate::nonces::{NonceRow, WriteNonce};
+use crate::order_batch::Batched;
 use crate::point_read::{Columns, Param};
 use crate::{Result, Store, StoreError, Tx, value_rows};
 
@@ -118,24 +120,92 @@ pub(crate) async fn insert_order_rows(conn: &mut sqlx::AnyConnection, orders: &[
     Ok(insert.fetch_all(conn).await?.into_iter().collect())
 }
 
+/// A new order and, for a signed request, the nonce to spend with it (None once spent).
+pub(crate) struct NewOrder {
+    pub order: Order,
+    pub nonce: Option<NonceRow>,
+}
+
+impl NewOrder {
+    pub(crate) fn new(order: Order, nonce: Option<NonceRow>) -> NewOrder {
+        NewOrder { order, nonce }
+    }
+
+    /// Spends the nonce, if it is still to spend, then inserts the order
+    /// ([`Tx::insert_order`]); a replayed nonce inserts nothing.
+    pub(crate) async fn insert(&mut self, tx: &mut Tx) -> Result<Created> {
+        if let Some(nonce) = &self.nonce
+            && !crate::nonces::spend_in(tx.conn(), nonce).await?
+        {
+            // Unless this request's own batch committed both and its answer was lost with
+            // the connection: then the order is there under the id only this request has.
+            return match tx.order(&self.order.id).await? {
+                Some(mine) => Ok(Created::New(mine)),
+                None => Err(StoreError::NonceReplayed),
+            };
+        }
+        tx.insert_order(&self.order).await
+    }
+}
+
 /// The order an insert conflicted with, which must be there.
 fn existing(found: Option<Order>) -> Result<Created> {
     found.map(Created::Existing).ok_or_else(|| StoreError::Corrupt("order vanished after a conflicting insert".into()))
 }
 
 impl Tx {
-    /// A group-commit batch's new orders in one statement, inside a savepoint: whether
-    /// each was inserted. One that was not (its out_trade_no is taken, or the statement
-    /// failed — say on one order's bad text — and nothing of it was kept) is left to
-    /// [`Tx::insert_order`], which says why.
-    pub(crate) async fn insert_orders_together(&mut self, orders: &[&Order]) -> Result<Vec<bool>> {
-        match self.in_savepoint(async |tx| insert_order_rows(tx.conn(), orders).await).await? {
-            Ok(inserted) => Ok(orders.iter().map(|o| inserted.contains(&o.id)).collect()),
+    /// A group-commit batch's new orders, with their requests' nonces, in one statement
+    /// each inside a savepoint: each order's outcome, or None for one left to
+    /// [`NewOrder::insert`], which says why it was not inserted (its out_trade_no is taken,
+    /// or a statement failed — say on one order's bad text — and nothing of it was kept).
+    /// A nonce spent here is taken off its order.
+    pub(crate) async fn insert_orders_together(
+        &mut self,
+        orders: &mut [&mut NewOrder],
+    ) -> Result<Vec<Option<Result<Created>>>> {
+        let mut nonces: Vec<NonceRow> = orders.iter().filter_map(|o| o.nonce.clone()).collect();
+        // In one order for every process's batches (see nonces.rs).
+        nonces.sort_unstable();
+        let fresh_nonce =
+            |fresh: &HashSet<(String, String)>, nonce: &NonceRow| fresh.contains(&(nonce.0.clone(), nonce.1.clone()));
+        let attempt = self
+            .in_savepoint(async |tx| {
+                let fresh = if nonces.is_empty() {
+                    HashSet::new()
+                } else {
+                    crate::nonces::insert_new(tx.conn(), &nonces).await?
+                };
+                let to_insert: Vec<&Order> = orders
+                    .iter()
+                    .filter(|o| o.nonce.as_ref().is_none_or(|n| fresh_nonce(&fresh, n)))
+                    .map(|o| &o.order)
+                    .collect();
+                let inserted = if to_insert.is_empty() {
+                    HashSet::new()
+                } else {
+                    insert_order_rows(tx.conn(), &to_insert).await?
+                };
+                Ok::<_, StoreError>((fresh, inserted))
+            })
+            .await?;
+        let (fresh, inserted) = match attempt {
+            Ok(kept) => kept,
             Err(e) => {
                 tracing::warn!(error = %e, orders = orders.len(), "inserting orders together failed; inserting them one by one");
-                Ok(vec![false; orders.len()])
+                return Ok(orders.iter().map(|_| None).collect());
             }
-        }
+        };
+        Ok(orders
+            .iter_mut()
+            .map(|o| {
+                if let Some(nonce) = o.nonce.take()
+                    && !fresh_nonce(&fresh, &nonce)
+                {
+                    return Some(Err(StoreError::NonceReplayed));
+                }
+                inserted.contains(&o.order.id).then(|| Ok(Created::New(o.order.clone())))
+            })
+            .collect())
     }
 
     /// Inserts `order` unless the merchant already has one with its out_trade_no.
@@ -187,20 +257,33 @@ impl Tx {
 impl Store {
     /// Creates an order, or returns the merchant's existing one with the same out_trade_no.
     pub async fn create_order(&self, order: &Order) -> Result<Created> {
+        self.insert_new_order(order, None).await
+    }
+
+    /// [`Store::create_order`] for a signed request, whose nonce commits with the order:
+    /// [`StoreError::NonceReplayed`] when it was already used, and then nothing is written.
+    /// (An order that exists already is answered as such, and the nonce is spent.)
+    pub async fn create_order_spending(&self, order: &Order, nonce: WriteNonce) -> Result<Created> {
+        // The claim stays in flight until the answer: by then the nonce is committed with
+        // the order, or nothing was.
+        self.insert_new_order(order, nonce.row()).await
+    }
+
+    async fn insert_new_order(&self, order: &Order, nonce: Option<NonceRow>) -> Result<Created> {
         if let Some(group) = self.write_lane() {
-            return group.create_order(order.clone()).await;
+            return group.create_order(NewOrder::new(order.clone(), nonce)).await;
         }
-        if let Some(batcher) = &self.order_batcher
-            && batcher.insert(order.clone()).await
-        {
-            return Ok(Created::New(order.clone()));
+        let mut nonce = nonce;
+        if let Some(batcher) = &self.order_batcher {
+            match batcher.insert(order.clone(), nonce.clone()).await {
+                Batched::Inserted => return Ok(Created::New(order.clone())),
+                Batched::Replayed => return Err(StoreError::NonceReplayed),
+                Batched::NonceSpent => nonce = None,
+                Batched::Left => {}
+            }
         }
-        let row = order.clone();
-        if self.write_statement(move |conn| Box::pin(async move { insert_order_row(conn, &row).await })).await? {
-            return Ok(Created::New(order.clone()));
-        }
-        // The conflicting order is committed (the insert waited for it): a read finds it.
-        existing(self.order_by_out_trade_no(&order.merchant_id, &order.out_trade_no).await?)
+        let mut new = NewOrder::new(order.clone(), nonce);
+        self.write(move |tx| Box::pin(async move { new.insert(tx).await })).await
     }
 
     /// An order as its merchant sees it (another merchant's id is simply not found).

@@ -1055,3 +1055,84 @@ engine_tests!(verify_reads_one_snapshot_while_money_moves, async move |store: St
     mover.await.unwrap();
     assert!(verified > 1, "the ledger was verified while money moved");
 });
+
+engine_tests!(a_new_orders_nonce_commits_with_it_or_nothing_does, async move |store: Store, db: &TestDb| {
+    use paykit_store::nonces::NonceUse::Write;
+    use paykit_store::orders::Created;
+    let (merchant, _) = store.create_merchant("Nonce Shop", None, now()).await.unwrap();
+    let m = merchant.id.as_str();
+    let create = |store: &Store, nonce: String, out_trade_no: String| {
+        let (store, m) = (store.clone(), m.to_owned());
+        async move {
+            let claim = store.claim_write_nonce(&m, &nonce, now()).expect("not in flight");
+            store.create_order_spending(&dynamic_order(&m, &out_trade_no, "1.00"), claim).await
+        }
+    };
+    // Without group commit, then through SQLite's lane or PostgreSQL's order batches.
+    for (label, store, other_process) in [
+        ("plain", store.clone(), db.store().await),
+        ("group", store.clone().with_group_commit(16), db.store().await.with_group_commit(16)),
+    ] {
+        let nonce = |n: &str| format!("{label}-nonce-{n}");
+        let no = |n: &str| format!("{label}-{n}");
+        let created = create(&store, nonce("first"), no("A")).await.unwrap();
+        assert!(matches!(created, Created::New(_)), "{label}: {created:?}");
+        assert!(!other_process.spend_nonce(m, &nonce("first"), now(), Write).await.unwrap(), "{label}: stored with it");
+
+        // Replayed in another process, which has not seen it in flight: nothing is written.
+        let replay = create(&other_process, nonce("first"), no("B")).await;
+        assert!(matches!(replay, Err(StoreError::NonceReplayed)), "{label}: {replay:?}");
+        assert_eq!(store.order_by_out_trade_no(m, &no("B")).await.unwrap(), None, "{label}");
+
+        // A request whose commit went through but whose answer was lost with the connection
+        // goes again on its own: it finds its nonce stored and its own order under its id.
+        if label == "plain" {
+            let order = dynamic_order(m, &no("lost"), "1.00");
+            let claim = store.claim_write_nonce(m, &nonce("lost"), now()).unwrap();
+            store.create_order_spending(&order, claim).await.unwrap();
+            let claim = other_process.claim_write_nonce(m, &nonce("lost"), now()).unwrap();
+            let again = other_process.create_order_spending(&order, claim).await;
+            assert!(matches!(&again, Ok(Created::New(o)) if o.id == order.id), "{again:?}");
+        }
+
+        // An out_trade_no already taken: the order that has it, and the nonce is spent.
+        let again = create(&store, nonce("second"), no("A")).await.unwrap();
+        assert!(matches!(again, Created::Existing(_)), "{label}: {again:?}");
+        assert!(!other_process.spend_nonce(m, &nonce("second"), now(), Write).await.unwrap(), "{label}: spent");
+
+        // At once, in one batch where the lane can be held: replays, new orders and taken
+        // out_trade_nos, each with its own answer.
+        for i in 0..4 {
+            assert!(store.spend_nonce(m, &nonce(&format!("old{i}")), now(), Write).await.unwrap());
+        }
+        let held = store.pause_group_commit().await;
+        let racers: Vec<_> = (0..12)
+            .map(|i| {
+                let (nonce, out_trade_no) = match i % 3 {
+                    0 => (nonce(&format!("old{}", i / 3)), no(&format!("replayed{i}"))),
+                    1 => (nonce(&format!("new{i}")), no(&format!("new{i}"))),
+                    _ => (nonce(&format!("taken{i}")), no("A")),
+                };
+                tokio::spawn(create(&store, nonce, out_trade_no))
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(held);
+        for (i, racer) in racers.into_iter().enumerate() {
+            let outcome = racer.await.unwrap();
+            match i % 3 {
+                0 => assert!(matches!(outcome, Err(StoreError::NonceReplayed)), "{label} {i}: {outcome:?}"),
+                1 => assert!(matches!(outcome, Ok(Created::New(_))), "{label} {i}: {outcome:?}"),
+                _ => assert!(matches!(outcome, Ok(Created::Existing(_))), "{label} {i}: {outcome:?}"),
+            }
+            if i % 3 != 0 {
+                let spent = nonce(&format!("{}{i}", if i % 3 == 1 { "new" } else { "taken" }));
+                assert!(!other_process.spend_nonce(m, &spent, now(), Write).await.unwrap(), "{label} {i}: spent");
+            }
+        }
+        for i in 0..4 {
+            let replayed = store.order_by_out_trade_no(m, &no(&format!("replayed{}", i * 3))).await.unwrap();
+            assert_eq!(replayed, None, "{label}: a replay writes nothing");
+        }
+    }
+});

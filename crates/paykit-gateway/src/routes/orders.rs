@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{check_text, parse_amount, parse_currency, parse_cursor, parse_limit, parse_time, request_digest};
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, UnspentNonce};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::qr;
@@ -99,6 +99,7 @@ fn check_notify_url(value: Option<&str>) -> Result<(), ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    nonce: Option<Extension<UnspentNonce>>,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Result<Response, ApiError> {
     let now = state.clock().now();
@@ -144,7 +145,12 @@ pub async fn create(
         funding: None,
         device_id: None,
     };
-    match state.store().create_order(&order).await? {
+    // A signed request's nonce commits with the order (the console's requests have none).
+    let created = match nonce.and_then(|Extension(nonce)| nonce.take()) {
+        Some(nonce) => state.store().create_order_spending(&order, nonce).await?,
+        None => state.store().create_order(&order).await?,
+    };
+    match created {
         Created::New(order) => Ok((StatusCode::CREATED, axum::Json(view(&state, &order))).into_response()),
         Created::Existing(existing) if existing.request_digest == digest => {
             Ok(axum::Json(view(&state, &existing)).into_response())

@@ -62,7 +62,7 @@ impl InternalApi {
         for r in route_table() {
             match r.access {
                 Access::Public => public = public.route(r.path, r.handler),
-                Access::Signed => merchant = merchant.route(r.path, r.handler),
+                Access::Signed | Access::SignedNonceInWrite => merchant = merchant.route(r.path, r.handler),
                 Access::Wallet => wallet = wallet.route(r.path, r.handler),
                 Access::Ops | Access::Biller => {}
             }
