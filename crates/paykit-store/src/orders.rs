@@ -195,6 +195,8 @@ impl Tx {
                 return Ok(orders.iter().map(|_| None).collect());
             }
         };
+        // Taking the spent nonces off their orders is safe because SQLite's lane, the one
+        // that settles orders together, never runs a job again after its batch failed.
         Ok(orders
             .iter_mut()
             .map(|o| {
@@ -264,9 +266,17 @@ impl Store {
     /// [`StoreError::NonceReplayed`] when it was already used, and then nothing is written.
     /// (An order that exists already is answered as such, and the nonce is spent.)
     pub async fn create_order_spending(&self, order: &Order, nonce: WriteNonce) -> Result<Created> {
-        // The claim stays in flight until the answer: by then the nonce is committed with
-        // the order, or nothing was.
-        self.insert_new_order(order, nonce.row()).await
+        // In a task of its own, which a request given up midway does not cancel: the claim
+        // stays in flight until the nonce is committed with the order, or nothing was, so
+        // a replay in this process cannot slip into the same batch meanwhile.
+        let (store, order) = (self.clone(), order.clone());
+        tokio::spawn(async move {
+            let created = store.insert_new_order(&order, nonce.row()).await;
+            drop(nonce);
+            created
+        })
+        .await
+        .map_err(|e| StoreError::GroupCommit(format!("creating the order stopped: {e}")))?
     }
 
     async fn insert_new_order(&self, order: &Order, nonce: Option<NonceRow>) -> Result<Created> {
@@ -281,6 +291,14 @@ impl Store {
                 Batched::NonceSpent => nonce = None,
                 Batched::Left => {}
             }
+        }
+        if nonce.is_none() {
+            let row = order.clone();
+            if self.write_statement(move |conn| Box::pin(async move { insert_order_row(conn, &row).await })).await? {
+                return Ok(Created::New(order.clone()));
+            }
+            // The conflicting order is committed (the insert waited for it): a read finds it.
+            return existing(self.order_by_out_trade_no(&order.merchant_id, &order.out_trade_no).await?);
         }
         let mut new = NewOrder::new(order.clone(), nonce);
         self.write(move |tx| Box::pin(async move { new.insert(tx).await })).await

@@ -1100,8 +1100,9 @@ engine_tests!(a_new_orders_nonce_commits_with_it_or_nothing_does, async move |st
         assert!(matches!(again, Created::Existing(_)), "{label}: {again:?}");
         assert!(!other_process.spend_nonce(m, &nonce("second"), now(), Write).await.unwrap(), "{label}: spent");
 
-        // At once, in one batch where the lane can be held: replays, new orders and taken
-        // out_trade_nos, each with its own answer.
+        // At once (in one batch on SQLite, whose lane a test can hold; in whatever batches
+        // form on PostgreSQL): replays, new orders and taken out_trade_nos, each with its
+        // own answer.
         for i in 0..4 {
             assert!(store.spend_nonce(m, &nonce(&format!("old{i}")), now(), Write).await.unwrap());
         }
@@ -1136,3 +1137,35 @@ engine_tests!(a_new_orders_nonce_commits_with_it_or_nothing_does, async move |st
         }
     }
 });
+
+engine_tests!(
+    a_new_order_given_up_midway_keeps_its_nonce_in_flight_until_it_commits,
+    async move |store: Store, db: &TestDb| {
+        if db.engine != Engine::Sqlite {
+            return; // only SQLite's lane, which settles new orders, can be held from a test
+        }
+        let (merchant, _) = store.create_merchant("Impatient Shop", None, now()).await.unwrap();
+        let m = merchant.id.as_str();
+        let grouped = store.clone().with_group_commit(16);
+        let held = grouped.pause_group_commit().await.unwrap();
+        let claim = grouped.claim_write_nonce(m, "givenupgivenup00", now()).unwrap();
+        let order = dynamic_order(m, "GIVEN-UP", "1.00");
+        // The request goes away while its order waits for the lane: the order still commits,
+        // and until it has, a replay in this process is refused as in flight.
+        let gone =
+            tokio::time::timeout(std::time::Duration::from_millis(20), grouped.create_order_spending(&order, claim));
+        assert!(gone.await.is_err(), "the lane is held");
+        assert!(grouped.claim_write_nonce(m, "givenupgivenup00", now()).is_none(), "in flight until its commit");
+        drop(held);
+        for _ in 0..200 {
+            if grouped.order(&order.id).await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(grouped.order(&order.id).await.unwrap().is_some(), "committed without anyone waiting");
+        let claim = grouped.claim_write_nonce(m, "givenupgivenup00", now()).expect("out of flight once committed");
+        let replay = grouped.create_order_spending(&dynamic_order(m, "REPLAY", "1.00"), claim).await;
+        assert!(matches!(replay, Err(StoreError::NonceReplayed)), "{replay:?}");
+    }
+);

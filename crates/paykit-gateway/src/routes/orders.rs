@@ -89,8 +89,15 @@ fn check_out_trade_no(value: &str) -> Result<(), ApiError> {
 
 fn check_notify_url(value: Option<&str>) -> Result<(), ApiError> {
     match value {
-        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 256 => {
-            Err(ApiError::invalid("notify_url", "must be an http(s) URL of at most 256 characters"))
+        Some(u)
+            if !(u.starts_with("https://") || u.starts_with("http://"))
+                || u.len() > 256
+                || u.chars().any(char::is_control) =>
+        {
+            Err(ApiError::invalid(
+                "notify_url",
+                "must be an http(s) URL of at most 256 characters, without control characters",
+            ))
         }
         _ => Ok(()),
     }
@@ -146,8 +153,14 @@ pub async fn create(
         device_id: None,
     };
     // A signed request's nonce commits with the order (the console's requests have none).
-    let created = match nonce.and_then(|Extension(nonce)| nonce.take()) {
-        Some(nonce) => state.store().create_order_spending(&order, nonce).await?,
+    let created = match nonce {
+        Some(Extension(nonce)) => {
+            // Taken twice would mean a write without it: refuse rather than write unguarded.
+            let nonce = nonce.take().ok_or_else(|| {
+                ApiError::new(ErrorCode::InternalError, "internal error; send the request again with a new nonce")
+            })?;
+            state.store().create_order_spending(&order, nonce).await?
+        }
         None => state.store().create_order(&order).await?,
     };
     match created {
