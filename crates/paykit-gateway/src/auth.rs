@@ -125,7 +125,7 @@ async fn signed(
     };
     // A read's nonce is claimed in flight before the database is asked about it (see
     // nonces.rs), and that question rides along with the key's look-up. Anything else
-    // waits for its nonce's commit.
+    // waits for its nonce's commit, or leaves it to the handler's write (UnspentNonce).
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let read_claim = read.then(|| state.store().claim_read_nonce(&auth.party_id, &auth.nonce));
     let (key, stored) = if read {

@@ -94,9 +94,10 @@ impl NonceWriter {
 }
 
 /// A signed write's nonce, claimed in flight in this process, for the write to spend in its
-/// own transaction ([`Store::create_order`]): the nonce and what the request writes commit
-/// together or not at all, and a replay (the nonce already stored) writes nothing. Dropped,
-/// it leaves flight: by then the write has committed or failed. A write that does not
+/// own transaction ([`Store::create_order_spending`]): the nonce and what the request writes
+/// commit together or not at all, and a replay (the nonce already stored) writes nothing.
+/// Dropped, it leaves flight; the write holds it until it has committed or failed, even if
+/// the request goes away meanwhile. A write that does not
 /// carry it spends it with [`Store::spend_write_nonce`].
 pub struct WriteNonce {
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,

@@ -9,7 +9,8 @@
 //! The batch answers "inserted" or "replayed" (the nonce was stored already, so nothing of
 //! the request was written); an order it did not insert (its out_trade_no is taken, or a
 //! statement failed — one order's bad text fails them all — or the task has stopped) is
-//! inserted again on its own by [`crate::Store::create_order`], which then says exactly
+//! inserted again on its own by [`crate::Store::create_order_spending`] (or
+//! [`crate::Store::create_order`], without a nonce), which then says exactly
 //! why, spending the nonce with it unless the batch committed it. Every caller hears back
 //! only after the commit, so an acknowledged order is durable. (Should a batch commit and
 //! its answer be lost with the connection, the order inserted again alone finds its nonce
@@ -17,7 +18,8 @@
 //! as created.)
 //!
 //! An insert waits when its out_trade_no conflicts with a row another transaction is
-//! writing (a retried create while the order is being paid, a micropay not yet committed).
+//! writing (a retried create while the order is being paid, a micropay not yet committed),
+//! and so does a nonce another process is inserting (a replay sent to two gateways).
 //! A batch must not wait there with every other merchant's orders queued behind it, so the
 //! task's own connection has a short `lock_timeout`: the batch fails, and its orders go one
 //! by one, where only the one that conflicts waits.
