@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use paykit_tests::{Gateway, e2e_tests, new_nonce, sign_header, unix_now};
+use paykit_tests::{Gateway, ServeProcess, e2e_tests, new_nonce, sign_header, unix_now};
 
 /// `printf '%s' CANONICAL | openssl dgst -sha256 -hmac SECRET -binary | base64`, exactly
 /// as the README tells a merchant to check their own code.
@@ -151,16 +151,28 @@ e2e_tests!(a_signed_order_create_sent_many_times_creates_one_order, async |gw: G
     let creds = gw.create_merchant("Once Shop");
     let body = r#"{"out_trade_no":"ONCE-1","amount":"1.00","description":"once"}"#;
     let header = sign_header(&creds, "POST", "/v1/orders", body.as_bytes(), unix_now(), &new_nonce());
-    let send = || gw.send("POST", "/v1/orders", Some(&header), body, "application/json");
-    // The nonce commits with the order: of eight at once, one creates it and the rest are
-    // refused as replays, as is the same request later.
-    let replies = tokio::join!(send(), send(), send(), send(), send(), send(), send(), send());
+    // A second gateway process on the same database: it cannot see the first one's nonces
+    // in flight, only what is committed.
+    let mut other = ServeProcess::spawn(&gw.db.url, &[]);
+    let send_to = |url: String| {
+        let req = gw.http.post(format!("{url}/v1/orders")).header("content-type", "application/json");
+        let req = req.header("authorization", header.clone()).body(body);
+        async move { paykit_tests::Reply::read(req.send().await.expect("gateway answers")).await }
+    };
+    let send = || send_to(gw.url.clone());
+    let send_other = || send_to(other.url.clone());
+    // The nonce commits with the order: of eight at once, four to each process, one
+    // creates it and the rest are refused as replays, as is the same request later.
+    let replies = tokio::join!(send(), send_other(), send(), send_other(), send(), send_other(), send(), send_other());
     let replies = [replies.0, replies.1, replies.2, replies.3, replies.4, replies.5, replies.6, replies.7];
     let outcomes: Vec<_> = replies.iter().map(|r| (r.status, r.body.clone())).collect();
     assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1, "{outcomes:?}");
     for r in replies.iter().filter(|r| r.status != 201) {
-        assert_eq!((r.status, r.code()), (401, "AUTH_NONCE_REPLAYED".into()));
+        assert_eq!((r.status, r.code()), (401, "AUTH_NONCE_REPLAYED".into()), "{outcomes:?}");
     }
+    assert_eq!(send_other().await.code(), "AUTH_NONCE_REPLAYED");
+    let _ = other.child.kill();
+    let _ = other.child.wait();
     let later = send().await;
     assert_eq!((later.status, later.code()), (401, "AUTH_NONCE_REPLAYED".into()));
 
