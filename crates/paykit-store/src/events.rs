@@ -94,7 +94,8 @@ impl Tx {
     }
 
     /// Queues events (and the deliveries of those with a notify_url) in one statement on
-    /// PostgreSQL, two on SQLite, however many there are; returns their ids in order.
+    /// PostgreSQL, one call of two statements on SQLite, however many there are; returns
+    /// their ids in order.
     pub(crate) async fn enqueue_events(&mut self, events: &[EventToSend<'_>]) -> Result<Vec<String>> {
         let (ids, rows) = event_rows(events);
         self.insert_rows(rows.into()).await?;

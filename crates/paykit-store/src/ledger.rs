@@ -188,8 +188,8 @@ impl Tx {
     }
 
     /// Writes entries' rows — the entries and all their postings — in one statement on
-    /// PostgreSQL, two on SQLite, however many there are. Balances are the caller's: this
-    /// moves none.
+    /// PostgreSQL, one call of two statements on SQLite, however many there are. Balances
+    /// are the caller's: this moves none.
     pub(crate) async fn insert_entries(&mut self, entries: &[(&str, &JournalEntry, Timestamp)]) -> Result<()> {
         self.insert_rows(entry_rows(entries).into()).await
     }

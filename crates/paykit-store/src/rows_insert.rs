@@ -7,8 +7,16 @@
 //! statement to the connection's own thread and waits to be woken with the answer, and
 //! those hand-offs, not SQLite's work, were most of the lane's time.
 //!
-//! The inserts do not read one another's rows: a foreign key between them (a posting's
-//! entry) is checked at the end of the statement, when every row is in.
+//! The inserts do not read one another's rows. A foreign key between them (a posting's
+//! entry) is checked at the end of PostgreSQL's one statement, when every row is in; on
+//! SQLite at the end of each statement, which come in the order the caller gave (entries
+//! before their postings, events before their deliveries).
+//!
+//! sqlx 0.9 binds anonymous placeholders in order across the statements of one query
+//! (`sqlx-sqlite`'s `SqliteArguments::bind` continues from the statement before), and the
+//! numbering here runs on across them, so each statement gets its own values. sqlx marks
+//! several statements in one prepared query as deprecated (launchbadge/sqlx#3108): an
+//! upgrade that drops them must split this call again.
 
 use std::borrow::Cow;
 use std::fmt::Write;
