@@ -83,6 +83,26 @@ pub enum Payee<'a> {
     Phone(&'a str),
 }
 
+/// A transfer as the payer asks for it.
+pub struct TransferToMake<'a> {
+    pub payer: &'a str,
+    pub payee: Payee<'a>,
+    pub amount: Money,
+    pub memo: &'a str,
+    /// When an unaccepted transfer goes back to the payer.
+    pub expires_at: Timestamp,
+}
+
+/// A red packet as its sender asks for it, the shares already split.
+pub struct RedPacketToMake<'a> {
+    pub sender: &'a str,
+    pub kind: &'a str,
+    pub shares: &'a [i64],
+    pub memo: &'a str,
+    /// When what is unclaimed goes back to the sender.
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 pub struct RedPacket {
     pub id: String,
@@ -202,14 +222,11 @@ impl Store {
     /// they accept (a phone number not yet registered: until it registers and verifies).
     pub async fn create_transfer(
         &self,
-        payer: &str,
-        payee: Payee<'_>,
-        amount: Money,
-        memo: &str,
-        expires_at: Timestamp,
+        asked: TransferToMake<'_>,
         idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<Transfer, PayError> {
+        let TransferToMake { payer, payee, amount, memo, expires_at } = asked;
         let id = ids::new_id("trf");
         let (kind, payee_user, payee_merchant, payee_phone) = match payee {
             Payee::User(u) => ("user", Some(u), None, None),
@@ -352,14 +369,11 @@ impl Store {
     /// Makes a red packet: the shares are fixed now and the total moves to escrow.
     pub async fn create_red_packet(
         &self,
-        sender: &str,
-        kind: &str,
-        shares: &[i64],
-        memo: &str,
-        expires_at: Timestamp,
+        asked: RedPacketToMake<'_>,
         idempotency: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<RedPacket, PayError> {
+        let RedPacketToMake { sender, kind, shares, memo, expires_at } = asked;
         let id = ids::new_unguessable_id("rpk");
         let total = money(shares.iter().sum())?;
         let (sender, kind, shares, memo, idempotency) =

@@ -1032,11 +1032,13 @@ engine_tests!(verify_reads_one_snapshot_while_money_moves, async move |store: St
             for _ in 0..150 {
                 let sent = store
                     .create_transfer(
-                        &payer.id,
-                        Payee::User(&payee.id),
-                        cny("0.01"),
-                        "",
-                        now().plus_secs(3600),
+                        paykit_store::wallet_money::TransferToMake {
+                            payer: &payer.id,
+                            payee: Payee::User(&payee.id),
+                            amount: cny("0.01"),
+                            memo: "",
+                            expires_at: now().plus_secs(3600),
+                        },
                         None,
                         now(),
                     )

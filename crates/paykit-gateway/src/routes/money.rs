@@ -11,7 +11,7 @@ use paykit_core::time::Timestamp;
 use paykit_core::{ErrorCode, Money};
 use paykit_store::payments::IdempotencyKey;
 use paykit_store::users::User;
-use paykit_store::wallet_money::{Payee, Payout, RedPacket, Transfer};
+use paykit_store::wallet_money::{Payee, Payout, RedPacket, RedPacketToMake, Transfer, TransferToMake};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -217,7 +217,17 @@ pub async fn create_transfer(
     );
     let t = state
         .store()
-        .create_transfer(&user.id, payee, amount, &memo, now.plus_secs(cfg.claim_ttl_secs), idem.as_ref(), now)
+        .create_transfer(
+            TransferToMake {
+                payer: &user.id,
+                payee,
+                amount,
+                memo: &memo,
+                expires_at: now.plus_secs(cfg.claim_ttl_secs),
+            },
+            idem.as_ref(),
+            now,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(transfer_view(&t))).into_response())
 }
@@ -302,11 +312,13 @@ pub async fn create_red_packet(
     let packet = state
         .store()
         .create_red_packet(
-            &user.id,
-            &req.kind,
-            &shares,
-            &memo,
-            now.plus_secs(state.config().claim_ttl_secs),
+            RedPacketToMake {
+                sender: &user.id,
+                kind: &req.kind,
+                shares: &shares,
+                memo: &memo,
+                expires_at: now.plus_secs(state.config().claim_ttl_secs),
+            },
             idempotency(key, "red_packet", &user.id, &[&req.kind, &req.total, &req.shares.to_string(), &memo]).as_ref(),
             now,
         )
