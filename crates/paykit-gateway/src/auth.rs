@@ -142,22 +142,18 @@ async fn signed(
         .map_err(auth_error)?;
     // Only a correctly signed request spends its nonce, so nobody can burn another
     // party's nonces (a claim that goes unspent is released when dropped).
-    let mut unspent = None;
-    let fresh = match (read_claim, write_nonce_by) {
+    let (fresh, unspent) = match (read_claim, write_nonce_by) {
         (Some(Some(claim)), _) if !stored => {
             claim.spend(now)?;
-            true
+            (true, None)
         }
-        (Some(_), _) => false,
+        (Some(_), _) => (false, None),
         (None, WriteNonceBy::Middleware) => {
-            state.store().spend_nonce(&auth.party_id, &auth.nonce, now, NonceUse::Write).await?
+            (state.store().spend_nonce(&auth.party_id, &auth.nonce, now, NonceUse::Write).await?, None)
         }
         (None, WriteNonceBy::Handler) => match state.store().claim_write_nonce(&auth.party_id, &auth.nonce, now) {
-            Some(claim) => {
-                unspent = Some(UnspentNonce(Arc::new(Mutex::new(Some(claim)))));
-                true
-            }
-            None => false,
+            Some(claim) => (true, Some(UnspentNonce(Arc::new(Mutex::new(Some(claim)))))),
+            None => (false, None),
         },
     };
     if !fresh {

@@ -74,13 +74,13 @@ impl NonceWriter {
         NonceWriter { in_flight, queue }
     }
 
-    /// Marks the nonce in flight; false when it already is (a concurrent replay).
-    fn claim(&self, key: &(String, String)) -> bool {
-        self.in_flight.lock().expect("nonce lock").insert(key.clone())
-    }
-
-    fn release(&self, key: &(String, String)) {
-        self.in_flight.lock().expect("nonce lock").remove(key);
+    /// Marks the nonce in flight; None when it already is (a concurrent replay).
+    fn claim(&self, party_id: &str, nonce: &str) -> Option<Claim> {
+        let key = (party_id.to_owned(), nonce.to_owned());
+        if !self.in_flight.lock().expect("nonce lock").insert(key.clone()) {
+            return None;
+        }
+        Some(Claim { in_flight: self.in_flight.clone(), key: Some(key) })
     }
 
     /// Returns once every nonce queued before the call has been written (or its insert
@@ -93,52 +93,29 @@ impl NonceWriter {
     }
 }
 
-/// A signed write's nonce, claimed in flight in this process, for the write to spend in its
-/// own transaction ([`Store::create_order_spending`]): the nonce and what the request writes
-/// commit together or not at all, and a replay (the nonce already stored) writes nothing.
-/// Dropped, it leaves flight; the write holds it until it has committed or failed, even if
-/// the request goes away meanwhile. A write that does not
-/// carry it spends it with [`Store::spend_write_nonce`].
-pub struct WriteNonce {
+/// A nonce held in flight in this process, refused to any other request here, until it is
+/// handed to the writer (which clears it after its commit) or dropped (released: the
+/// request was refused, went away, or its own write committed it or failed).
+struct Claim {
     in_flight: Arc<Mutex<HashSet<(String, String)>>>,
-    /// None once handed to the nonce writer, which clears the flight itself.
-    key: Option<(String, String)>,
-    at: Timestamp,
-}
-
-/// A nonce as stored: party, nonce, when it was seen (unix microseconds).
-pub(crate) type NonceRow = (String, String, i64);
-
-impl WriteNonce {
-    pub(crate) fn row(&self) -> Option<NonceRow> {
-        self.key.as_ref().map(|(party_id, nonce)| (party_id.clone(), nonce.clone(), self.at.unix_micros()))
-    }
-}
-
-impl Drop for WriteNonce {
-    fn drop(&mut self) {
-        if let Some(key) = &self.key {
-            self.in_flight.lock().expect("nonce lock").remove(key);
-        }
-    }
-}
-
-/// A signed read's nonce, in flight in this process from its claim until it is spent
-/// (handed to the writer, which clears it after the commit) or dropped (released: the
-/// request was refused or went away).
-pub struct ReadNonce<'a> {
-    writer: &'a NonceWriter,
     /// None once handed to the writer.
     key: Option<(String, String)>,
 }
 
-impl ReadNonce<'_> {
-    /// Spends the nonce, which the caller has found not stored (after claiming it): it is
-    /// written behind the read.
-    pub fn spend(mut self, now: Timestamp) -> Result<()> {
-        let Some((party_id, nonce)) = self.key.clone() else { return Ok(()) };
-        let spent = Spent { party_id, nonce, at: now, reply: None };
-        if self.writer.queue.send(Queued::Nonce(spent)).is_err() {
+impl Claim {
+    fn key(&self) -> &(String, String) {
+        self.key.as_ref().expect("a claim holds its key until handed over, which consumes it")
+    }
+
+    /// Queues the nonce for the writer, `reply` if the caller waits for its commit.
+    fn hand_over(
+        mut self,
+        writer: &NonceWriter,
+        at: Timestamp,
+        reply: Option<oneshot::Sender<Result<bool>>>,
+    ) -> Result<()> {
+        let (party_id, nonce) = self.key().clone();
+        if writer.queue.send(Queued::Nonce(Spent { party_id, nonce, at, reply })).is_err() {
             return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
         }
         self.key = None;
@@ -146,11 +123,47 @@ impl ReadNonce<'_> {
     }
 }
 
-impl Drop for ReadNonce<'_> {
+impl Drop for Claim {
     fn drop(&mut self) {
         if let Some(key) = &self.key {
-            self.writer.release(key);
+            self.in_flight.lock().expect("nonce lock").remove(key);
         }
+    }
+}
+
+/// A signed write's nonce, claimed in flight in this process, for the write to spend in its
+/// own transaction ([`Store::create_order_spending`]): the nonce and what the request writes
+/// commit together or not at all, and a replay (the nonce already stored) writes nothing.
+/// Dropped, it leaves flight; the write holds it until it has committed or failed, even if
+/// the request goes away meanwhile. A write that does not
+/// carry it spends it with [`Store::spend_write_nonce`].
+pub struct WriteNonce {
+    claim: Claim,
+    at: Timestamp,
+}
+
+/// A nonce as stored: party, nonce, when it was seen (unix microseconds).
+pub(crate) type NonceRow = (String, String, i64);
+
+impl WriteNonce {
+    pub(crate) fn row(&self) -> NonceRow {
+        let (party_id, nonce) = self.claim.key().clone();
+        (party_id, nonce, self.at.unix_micros())
+    }
+}
+
+/// A signed read's nonce, in flight in this process from its claim until it is spent or
+/// dropped ([`Claim`]).
+pub struct ReadNonce<'a> {
+    writer: &'a NonceWriter,
+    claim: Claim,
+}
+
+impl ReadNonce<'_> {
+    /// Spends the nonce, which the caller has found not stored (after claiming it): it is
+    /// written behind the read.
+    pub fn spend(self, now: Timestamp) -> Result<()> {
+        self.claim.hand_over(self.writer, now, None)
     }
 }
 
@@ -298,25 +311,14 @@ impl Store {
     /// Claims a write's nonce in flight in this process (None when it already is: a
     /// concurrent replay), for its write to spend ([`WriteNonce`]).
     pub fn claim_write_nonce(&self, party_id: &str, nonce: &str, now: Timestamp) -> Option<WriteNonce> {
-        let writer = self.nonce_writer();
-        let key = (party_id.to_owned(), nonce.to_owned());
-        if !writer.claim(&key) {
-            return None;
-        }
-        Some(WriteNonce { in_flight: writer.in_flight.clone(), key: Some(key), at: now })
+        Some(WriteNonce { claim: self.nonce_writer().claim(party_id, nonce)?, at: now })
     }
 
     /// Spends a claimed write's nonce on its own, waiting for its commit. Returns false if
     /// the party already used it (a replay).
-    pub async fn spend_write_nonce(&self, mut claim: WriteNonce) -> Result<bool> {
-        let Some((party_id, nonce)) = claim.key.clone() else { return Ok(false) };
+    pub async fn spend_write_nonce(&self, nonce: WriteNonce) -> Result<bool> {
         let (reply, answer) = oneshot::channel();
-        let spent = Spent { party_id, nonce, at: claim.at, reply: Some(reply) };
-        if self.nonce_writer().queue.send(Queued::Nonce(spent)).is_err() {
-            return Err(StoreError::GroupCommit("the nonce writer has stopped".into()));
-        }
-        // The writer takes it out of flight after its commit.
-        claim.key = None;
+        nonce.claim.hand_over(self.nonce_writer(), nonce.at, Some(reply))?;
         answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))
     }
 
@@ -334,11 +336,7 @@ impl Store {
     /// replay could slip between the original's commit and its own claim.
     pub fn claim_read_nonce(&self, party_id: &str, nonce: &str) -> Option<ReadNonce<'_>> {
         let writer = self.nonce_writer();
-        let key = (party_id.to_owned(), nonce.to_owned());
-        if !writer.claim(&key) {
-            return None;
-        }
-        Some(ReadNonce { writer, key: Some(key) })
+        Some(ReadNonce { writer, claim: writer.claim(party_id, nonce)? })
     }
 
     /// Forgets nonces old enough that their requests' timestamps are outside the window

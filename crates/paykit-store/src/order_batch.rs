@@ -24,12 +24,10 @@
 //! task's own connection has a short `lock_timeout`: the batch fails, and its orders go one
 //! by one, where only the one that conflicts waits.
 
-use std::collections::HashSet;
-
 use tokio::sync::{mpsc, oneshot};
 
-use crate::nonces::{NonceRow, insert_new};
-use crate::orders::{Order, insert_order_rows};
+use crate::nonces::NonceRow;
+use crate::orders::{Batched, Order, insert_orders_spending};
 use crate::{Result, Store};
 
 /// How long a batch waits for a row lock before its orders go one by one.
@@ -47,20 +45,6 @@ struct Queued {
     /// The signed request's nonce, to spend with the order.
     nonce: Option<NonceRow>,
     reply: oneshot::Sender<Batched>,
-}
-
-/// What a batch did with one order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Batched {
-    /// Inserted and committed, its nonce with it.
-    Inserted,
-    /// Its nonce was already stored: nothing was written.
-    Replayed,
-    /// Its nonce is committed, the order is not (its out_trade_no is taken): it goes on
-    /// alone without the nonce.
-    NonceSpent,
-    /// Nothing of it was written: it goes on alone, nonce and all.
-    Left,
 }
 
 impl OrderBatcher {
@@ -101,34 +85,19 @@ async fn insert_batches(store: Store, mut pending: mpsc::UnboundedReceiver<Queue
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, orders = batch.len(), "inserting orders together failed; inserting them one by one");
         }
-        for queued in batch.drain(..) {
-            let answer = match &outcome {
-                Err(_) => Batched::Left,
-                Ok((fresh, inserted)) => {
-                    let nonce_new = queued
-                        .nonce
-                        .as_ref()
-                        .map(|(party_id, nonce, _)| fresh.contains(&(party_id.clone(), nonce.clone())));
-                    match (nonce_new, inserted.contains(&queued.order.id)) {
-                        (Some(false), _) => Batched::Replayed,
-                        (_, true) => Batched::Inserted,
-                        (Some(true), false) => Batched::NonceSpent,
-                        (None, false) => Batched::Left,
-                    }
-                }
-            };
+        let answers = outcome.unwrap_or_else(|_| vec![Batched::Left; batch.len()]);
+        for (queued, answer) in batch.drain(..).zip(answers) {
             let _ = queued.reply.send(answer);
         }
     }
 }
 
-/// Inserts the batch in one transaction: its nonces not stored yet, then the orders whose
-/// nonce that was (or that have none); returns the nonces and the order ids inserted.
+/// Inserts the batch in one transaction ([`insert_orders_spending`]).
 async fn insert_on_own_connection(
     store: &Store,
     own: &mut Option<sqlx::AnyConnection>,
     batch: &[Queued],
-) -> Result<(HashSet<(String, String)>, HashSet<String>)> {
+) -> Result<Vec<Batched>> {
     let conn = match own {
         Some(conn) => conn,
         None => {
@@ -139,19 +108,9 @@ async fn insert_on_own_connection(
             own.insert(conn)
         }
     };
-    let mut nonces: Vec<NonceRow> = batch.iter().filter_map(|q| q.nonce.clone()).collect();
-    // One order for every process's batches (see nonces.rs).
-    nonces.sort_unstable();
+    let asked: Vec<(&Order, Option<&NonceRow>)> = batch.iter().map(|q| (&q.order, q.nonce.as_ref())).collect();
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let fresh = if nonces.is_empty() { HashSet::new() } else { insert_new(&mut tx, &nonces).await? };
-    let orders: Vec<&Order> = batch
-        .iter()
-        .filter(|q| {
-            q.nonce.as_ref().is_none_or(|(party_id, nonce, _)| fresh.contains(&(party_id.clone(), nonce.clone())))
-        })
-        .map(|q| &q.order)
-        .collect();
-    let inserted = if orders.is_empty() { HashSet::new() } else { insert_order_rows(&mut tx, &orders).await? };
+    let batched = insert_orders_spending(&mut tx, &asked).await?;
     tx.commit().await?;
-    Ok((fresh, inserted))
+    Ok(batched)
 }

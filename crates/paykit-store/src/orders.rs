@@ -8,7 +8,6 @@ use paykit_core::time::Timestamp;
 use paykit_core::{Currency, Money};
 
 use crate::nonces::{NonceRow, WriteNonce};
-use crate::order_batch::Batched;
 use crate::point_read::{Columns, Param};
 use crate::{Result, Store, StoreError, Tx, value_rows};
 
@@ -120,6 +119,47 @@ pub(crate) async fn insert_order_rows(conn: &mut sqlx::AnyConnection, orders: &[
     Ok(insert.fetch_all(conn).await?.into_iter().collect())
 }
 
+/// What a batch did with one new order and its request's nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batched {
+    /// Inserted, its nonce with it.
+    Inserted,
+    /// Its nonce was already stored: nothing of it was written.
+    Replayed,
+    /// Its nonce went in, the order did not (its out_trade_no is taken): it goes on
+    /// alone without the nonce.
+    NonceSpent,
+    /// Nothing of it was written: it goes on alone, nonce and all.
+    Left,
+}
+
+/// Signed creates together, in the caller's transaction (a savepoint in SQLite's lane, the
+/// order batcher's own on PostgreSQL): the nonces not stored yet in one statement, then the
+/// orders whose nonce that was (or that came without one) in another. What became of each,
+/// in the order given.
+pub(crate) async fn insert_orders_spending(
+    conn: &mut sqlx::AnyConnection,
+    asked: &[(&Order, Option<&NonceRow>)],
+) -> Result<Vec<Batched>> {
+    let mut nonces: Vec<NonceRow> = asked.iter().filter_map(|(_, nonce)| nonce.cloned()).collect();
+    // One order for every process's batches (see nonces.rs).
+    nonces.sort_unstable();
+    let fresh = if nonces.is_empty() { HashSet::new() } else { crate::nonces::insert_new(conn, &nonces).await? };
+    let new_nonce = |nonce: &NonceRow| fresh.contains(&(nonce.0.clone(), nonce.1.clone()));
+    let orders: Vec<&Order> =
+        asked.iter().filter(|(_, nonce)| nonce.is_none_or(new_nonce)).map(|(order, _)| *order).collect();
+    let inserted = if orders.is_empty() { HashSet::new() } else { insert_order_rows(conn, &orders).await? };
+    Ok(asked
+        .iter()
+        .map(|(order, nonce)| match (nonce.map(new_nonce), inserted.contains(&order.id)) {
+            (Some(false), _) => Batched::Replayed,
+            (_, true) => Batched::Inserted,
+            (Some(true), false) => Batched::NonceSpent,
+            (None, false) => Batched::Left,
+        })
+        .collect())
+}
+
 /// A new order and, for a signed request, the nonce to spend with it (None once spent).
 pub(crate) struct NewOrder {
     pub order: Order,
@@ -127,10 +167,6 @@ pub(crate) struct NewOrder {
 }
 
 impl NewOrder {
-    pub(crate) fn new(order: Order, nonce: Option<NonceRow>) -> NewOrder {
-        NewOrder { order, nonce }
-    }
-
     /// Spends the nonce, if it is still to spend, then inserts the order
     /// ([`Tx::insert_order`]); a replayed nonce inserts nothing.
     pub(crate) async fn insert(&mut self, tx: &mut Tx) -> Result<Created> {
@@ -154,8 +190,8 @@ fn existing(found: Option<Order>) -> Result<Created> {
 }
 
 impl Tx {
-    /// A group-commit batch's new orders, with their requests' nonces, in one statement
-    /// each inside a savepoint: each order's outcome, or None for one left to
+    /// A group-commit batch's new orders, with their requests' nonces, inside a savepoint
+    /// ([`insert_orders_spending`]): each order's outcome, or None for one left to
     /// [`NewOrder::insert`], which says why it was not inserted (its out_trade_no is taken,
     /// or a statement failed — say on one order's bad text — and nothing of it was kept).
     /// A nonce spent here is taken off its order.
@@ -163,33 +199,9 @@ impl Tx {
         &mut self,
         orders: &mut [&mut NewOrder],
     ) -> Result<Vec<Option<Result<Created>>>> {
-        let mut nonces: Vec<NonceRow> = orders.iter().filter_map(|o| o.nonce.clone()).collect();
-        // In one order for every process's batches (see nonces.rs).
-        nonces.sort_unstable();
-        let fresh_nonce =
-            |fresh: &HashSet<(String, String)>, nonce: &NonceRow| fresh.contains(&(nonce.0.clone(), nonce.1.clone()));
-        let attempt = self
-            .in_savepoint(async |tx| {
-                let fresh = if nonces.is_empty() {
-                    HashSet::new()
-                } else {
-                    crate::nonces::insert_new(tx.conn(), &nonces).await?
-                };
-                let to_insert: Vec<&Order> = orders
-                    .iter()
-                    .filter(|o| o.nonce.as_ref().is_none_or(|n| fresh_nonce(&fresh, n)))
-                    .map(|o| &o.order)
-                    .collect();
-                let inserted = if to_insert.is_empty() {
-                    HashSet::new()
-                } else {
-                    insert_order_rows(tx.conn(), &to_insert).await?
-                };
-                Ok::<_, StoreError>((fresh, inserted))
-            })
-            .await?;
-        let (fresh, inserted) = match attempt {
-            Ok(kept) => kept,
+        let asked: Vec<(&Order, Option<&NonceRow>)> = orders.iter().map(|o| (&o.order, o.nonce.as_ref())).collect();
+        let batched = match self.in_savepoint(async |tx| insert_orders_spending(tx.conn(), &asked).await).await? {
+            Ok(batched) => batched,
             Err(e) => {
                 tracing::warn!(error = %e, orders = orders.len(), "inserting orders together failed; inserting them one by one");
                 return Ok(orders.iter().map(|_| None).collect());
@@ -199,13 +211,15 @@ impl Tx {
         // that settles orders together, never runs a job again after its batch failed.
         Ok(orders
             .iter_mut()
-            .map(|o| {
-                if let Some(nonce) = o.nonce.take()
-                    && !fresh_nonce(&fresh, &nonce)
-                {
-                    return Some(Err(StoreError::NonceReplayed));
+            .zip(batched)
+            .map(|(o, batched)| match batched {
+                Batched::Inserted => Some(Ok(Created::New(o.order.clone()))),
+                Batched::Replayed => Some(Err(StoreError::NonceReplayed)),
+                Batched::NonceSpent => {
+                    o.nonce = None;
+                    None
                 }
-                inserted.contains(&o.order.id).then(|| Ok(Created::New(o.order.clone())))
+                Batched::Left => None,
             })
             .collect())
     }
@@ -271,7 +285,7 @@ impl Store {
         // a replay in this process cannot slip into the same batch meanwhile.
         let (store, order) = (self.clone(), order.clone());
         tokio::spawn(async move {
-            let created = store.insert_new_order(&order, nonce.row()).await;
+            let created = store.insert_new_order(&order, Some(nonce.row())).await;
             drop(nonce);
             created
         })
@@ -279,11 +293,10 @@ impl Store {
         .map_err(|e| StoreError::GroupCommit(format!("creating the order stopped: {e}")))?
     }
 
-    async fn insert_new_order(&self, order: &Order, nonce: Option<NonceRow>) -> Result<Created> {
+    async fn insert_new_order(&self, order: &Order, mut nonce: Option<NonceRow>) -> Result<Created> {
         if let Some(group) = self.write_lane() {
-            return group.create_order(NewOrder::new(order.clone(), nonce)).await;
+            return group.create_order(NewOrder { order: order.clone(), nonce }).await;
         }
-        let mut nonce = nonce;
         if let Some(batcher) = &self.order_batcher {
             match batcher.insert(order.clone(), nonce.clone()).await {
                 Batched::Inserted => return Ok(Created::New(order.clone())),
@@ -300,7 +313,7 @@ impl Store {
             // The conflicting order is committed (the insert waited for it): a read finds it.
             return existing(self.order_by_out_trade_no(&order.merchant_id, &order.out_trade_no).await?);
         }
-        let mut new = NewOrder::new(order.clone(), nonce);
+        let mut new = NewOrder { order: order.clone(), nonce };
         self.write(move |tx| Box::pin(async move { new.insert(tx).await })).await
     }
 
