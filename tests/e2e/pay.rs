@@ -505,6 +505,49 @@ e2e_tests!(wallet_accounts_refuse_bad_input, async |gw: Gateway| {
     assert_eq!((r.status, r.code()), (409, "CARD_ALREADY_BOUND".into()));
 });
 
+e2e_tests!(a_payment_answers_a_dead_session_before_anything_else, async |gw: Gateway| {
+    let alice = gw.new_consumer("林六").await;
+    gw.top_up(&alice, "5.00").await;
+    let shop = gw.create_merchant("Session Shop");
+    let order = gw.create_order(&shop, "S1", "1.00").await;
+    let good = json!({"order_id": order["order_id"], "funding": "balance", "pay_password": alice.pay_password});
+    let bad_body = json!({"order_id": order["order_id"], "funding": "balance", "colour": "red"});
+    let no_order = json!({"order_id": "ord_nosuchorder", "funding": "balance", "pay_password": alice.pay_password});
+    let pay = |token: Option<&str>, body: &serde_json::Value, key: Option<&str>| {
+        let (gw, token, body, key) = (&gw, token.map(str::to_owned), body.clone(), key.map(str::to_owned));
+        async move { gw.wallet_with("POST", "/wallet/v1/payments", token.as_deref(), body, key.as_deref()).await }
+    };
+    // No session, or one nobody has: 401 whatever else is wrong with the request.
+    for token in [None, Some("no-such-session")] {
+        for (body, key) in [(&good, None), (&bad_body, None), (&no_order, None), (&good, Some("not a key!"))] {
+            let r = pay(token, body, key).await;
+            assert_eq!((r.status, r.code()), (401, "SESSION_INVALID".into()), "{token:?} {body} {key:?}");
+        }
+    }
+    // A live session gets the request's own answers, and nothing moves.
+    let r = pay(Some(&alice.token), &bad_body, None).await;
+    assert_eq!((r.status, r.code()), (400, "UNKNOWN_FIELD".into()));
+    let r = pay(Some(&alice.token), &good, Some("not a key!")).await;
+    assert_eq!((r.status, r.code()), (400, "IDEMPOTENCY_KEY_INVALID".into()));
+    let r = pay(Some(&alice.token), &no_order, None).await;
+    assert_eq!((r.status, r.code()), (404, "NOT_FOUND".into()));
+    assert_eq!(gw.balance(&alice).await, "5.00");
+    // The user is read as they are at the payment: frozen since logging in, refused.
+    let r = gw.wallet("POST", "/wallet/v1/freeze", Some(&alice.token), json!({})).await;
+    assert_eq!(r.json()["frozen"], true);
+    let r = pay(Some(&alice.token), &good, None).await;
+    assert_eq!((r.status, r.code()), (403, "ACCOUNT_FROZEN".into()));
+    assert_eq!(gw.balance(&alice).await, "5.00");
+    let seq = alice.phone[7..].parse::<u32>().unwrap();
+    let unfreeze = json!({"password": "correct horse", "pay_password": alice.pay_password, "name": alice.name,
+        "id_number": paykit_tests::resident_id(seq)});
+    let r = gw.wallet("POST", "/wallet/v1/unfreeze", Some(&alice.token), unfreeze).await;
+    assert_eq!(r.json()["frozen"], false, "{}", r.body);
+    let r = pay(Some(&alice.token), &good, None).await;
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("SUCCESS")));
+    assert_eq!(gw.balance(&alice).await, "4.00");
+});
+
 /// A gateway whose sandbox bank answers the slow card after 2 s instead of 30.
 async fn gateway_with_fast_slow_card(engine: paykit_store::Engine) -> Option<Gateway> {
     let dir = std::env::temp_dir().join(format!("paykit-cfg-{}", paykit_store::ids::random_base32(8)));

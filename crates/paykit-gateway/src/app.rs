@@ -135,6 +135,9 @@ pub enum Access {
     SignedNonceInWrite,
     /// A wallet user's bearer session.
     Wallet,
+    /// A wallet user's bearer session, read by the handler with its own first read
+    /// ([`crate::wallet_auth::SessionToken`]).
+    WalletSessionInRead,
     /// An operator's bearer token.
     Ops,
     /// Signed with a biller's API key.
@@ -151,7 +154,7 @@ pub struct Route {
 }
 
 pub fn route_table() -> Vec<Route> {
-    use Access::{Biller, Ops, Public, Signed, SignedNonceInWrite, Wallet};
+    use Access::{Biller, Ops, Public, Signed, SignedNonceInWrite, Wallet, WalletSessionInRead};
     use axum::routing::{delete, get, post, put};
     use routes::{bills, health, merchant, money, orders, refunds, wallet};
     let route = |method: Method, path, access, handler| Route { method, path, access, handler };
@@ -187,7 +190,7 @@ pub fn route_table() -> Vec<Route> {
         route(Method::GET, "/wallet/v1/balance", Wallet, get(wallet::balance)),
         route(Method::GET, "/wallet/v1/records", Wallet, get(wallet::records)),
         route(Method::POST, "/wallet/v1/scans", Wallet, post(wallet::scan)),
-        route(Method::POST, "/wallet/v1/payments", Wallet, post(wallet::pay)),
+        route(Method::POST, "/wallet/v1/payments", WalletSessionInRead, post(wallet::pay)),
         route(Method::POST, "/wallet/v1/devices", Wallet, post(wallet::register_device)),
         route(Method::GET, "/wallet/v1/confirmations", Wallet, get(wallet::confirmations)),
         route(Method::POST, "/wallet/v1/confirmations/{confirmation_id}", Wallet, post(wallet::answer_confirmation)),
@@ -232,14 +235,22 @@ pub fn route_table() -> Vec<Route> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (mut public, mut signed, mut signed_nonce_in_write, mut wallet, mut ops, mut biller) =
-        (Router::new(), Router::new(), Router::new(), Router::new(), Router::new(), Router::new());
+    let (
+        mut public,
+        mut signed,
+        mut signed_nonce_in_write,
+        mut wallet,
+        mut wallet_session_in_read,
+        mut ops,
+        mut biller,
+    ) = (Router::new(), Router::new(), Router::new(), Router::new(), Router::new(), Router::new(), Router::new());
     for r in route_table() {
         match r.access {
             Access::Public => public = public.route(r.path, r.handler),
             Access::Signed => signed = signed.route(r.path, r.handler),
             Access::SignedNonceInWrite => signed_nonce_in_write = signed_nonce_in_write.route(r.path, r.handler),
             Access::Wallet => wallet = wallet.route(r.path, r.handler),
+            Access::WalletSessionInRead => wallet_session_in_read = wallet_session_in_read.route(r.path, r.handler),
             Access::Ops => ops = ops.route(r.path, r.handler),
             Access::Biller => biller = biller.route(r.path, r.handler),
         }
@@ -248,6 +259,8 @@ pub fn router(state: AppState) -> Router {
     let signed_nonce_in_write = signed_nonce_in_write
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_signature_nonce_in_write));
     let wallet = wallet.route_layer(middleware::from_fn_with_state(state.clone(), wallet_auth::require_session));
+    let wallet_session_in_read = wallet_session_in_read
+        .route_layer(middleware::from_fn_with_state(state.clone(), wallet_auth::require_session_token));
     let ops = ops.route_layer(middleware::from_fn_with_state(state.clone(), ops_auth::require_operator));
     let biller = biller.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_biller_signature));
     let mode = HeaderValue::from_static(state.config().mode.as_str());
@@ -255,6 +268,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signed)
         .merge(signed_nonce_in_write)
         .merge(wallet)
+        .merge(wallet_session_in_read)
         .merge(ops)
         .merge(biller)
         .merge(crate::web::router(state.clone()))

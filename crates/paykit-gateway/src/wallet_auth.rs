@@ -7,6 +7,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use paykit_core::ErrorCode;
+use paykit_store::pay_context::SessionAt;
 use paykit_store::users::User;
 use sha2::{Digest, Sha256};
 
@@ -24,9 +25,12 @@ pub fn token_digest(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn require_session(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let invalid =
-        || ApiError::new(ErrorCode::SessionInvalid, "send Authorization: Bearer TOKEN from POST /wallet/v1/sessions");
+fn session_invalid() -> ApiError {
+    ApiError::new(ErrorCode::SessionInvalid, "send Authorization: Bearer TOKEN from POST /wallet/v1/sessions")
+}
+
+/// The bearer token's digest, when the header carries a token of a plausible shape.
+fn bearer_digest(req: &Request) -> Result<String, ApiError> {
     let token = req
         .headers()
         .get(AUTHORIZATION)
@@ -34,14 +38,58 @@ pub async fn require_session(State(state): State<AppState>, req: Request, next: 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 128)
-        .ok_or_else(invalid)?;
-    let digest = token_digest(token);
+        .ok_or_else(session_invalid)?;
+    Ok(token_digest(token))
+}
+
+pub async fn require_session(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let digest = bearer_digest(&req)?;
     // The body first, then the user: the handler decides on the user as it is once the
     // whole request has arrived (the pay-password lock, a freeze), not as it was when the
     // client started sending — a client holding bodies back must not get older answers.
     let (mut parts, body) = req.into_parts();
     let body = crate::auth::whole_body(&state, body).await?;
-    let user = state.store().session_user(&digest, state.wall_now()).await?.ok_or_else(invalid)?;
+    let user = SessionToken { digest }.user(&state).await?;
     parts.extensions.insert(WalletUser { user });
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
+/// A wallet request's bearer token, for a handler that reads the session itself in its
+/// own first read (`Access::WalletSessionInRead`). The token's shape is checked and the
+/// whole body has arrived; whether the session is live is not known yet.
+#[derive(Debug, Clone)]
+pub struct SessionToken {
+    pub digest: String,
+}
+
+impl SessionToken {
+    /// The session's user as it is now; `SESSION_INVALID` when the session is not live.
+    pub async fn user(&self, state: &AppState) -> Result<User, ApiError> {
+        state.store().session_user(&self.digest, state.wall_now()).await?.ok_or_else(session_invalid)
+    }
+
+    /// Where the handler's own read starts.
+    pub fn at(&self, state: &AppState) -> SessionAt<'_> {
+        SessionAt { token_digest: &self.digest, now: state.wall_now() }
+    }
+
+    /// The error for a session its handler's read found not live.
+    pub fn invalid(&self) -> ApiError {
+        session_invalid()
+    }
+}
+
+/// [`require_session`] without the read: the handler reads the session with what it reads
+/// first anyway, and a handler that refuses the request before reading checks the session
+/// first ([`SessionToken::user`]), so that an answer never tells a stranger more than 401.
+pub async fn require_session_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let digest = bearer_digest(&req)?;
+    let (mut parts, body) = req.into_parts();
+    let body = crate::auth::whole_body(&state, body).await?;
+    parts.extensions.insert(SessionToken { digest });
     Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }

@@ -33,23 +33,37 @@ impl std::fmt::Debug for User {
     }
 }
 
-const USER_COLUMNS: &str = "id, phone, password_hash, real_name, id_number_masked, id_number_digest, pay_password_hash, \
-     pay_failures, pay_locked_until_us, frozen, created_at_us";
+pub(crate) const USER_COLUMNS: &str = "id, phone, password_hash, real_name, id_number_masked, id_number_digest, \
+     pay_password_hash, pay_failures, pay_locked_until_us, frozen, created_at_us";
 
 fn user_from_row<R: Columns + ?Sized>(r: &R) -> Result<User> {
+    user_at(r, 0)
+}
+
+/// Decodes a [`User`] from [`USER_COLUMNS`] starting at column `first`.
+pub(crate) fn user_at<R: Columns + ?Sized>(r: &R, first: usize) -> Result<User> {
     Ok(User {
-        id: r.text(0)?,
-        phone: r.text(1)?,
-        password_hash: r.text(2)?,
-        real_name: r.opt_text(3)?,
-        id_number_masked: r.opt_text(4)?,
-        id_number_digest: r.opt_text(5)?,
-        pay_password_hash: r.opt_text(6)?,
-        pay_failures: r.int(7)?,
-        pay_locked_until: r.opt_int(8)?.map(Timestamp::from_unix_micros),
-        frozen: r.int(9)? != 0,
-        created_at: Timestamp::from_unix_micros(r.int(10)?),
+        id: r.text(first)?,
+        phone: r.text(first + 1)?,
+        password_hash: r.text(first + 2)?,
+        real_name: r.opt_text(first + 3)?,
+        id_number_masked: r.opt_text(first + 4)?,
+        id_number_digest: r.opt_text(first + 5)?,
+        pay_password_hash: r.opt_text(first + 6)?,
+        pay_failures: r.int(first + 7)?,
+        pay_locked_until: r.opt_int(first + 8)?.map(Timestamp::from_unix_micros),
+        frozen: r.int(first + 9)? != 0,
+        created_at: Timestamp::from_unix_micros(r.int(first + 10)?),
     })
+}
+
+/// The users row of the session whose token has `$digest` and is live at `$now`, as SQL
+/// (no row when there is none).
+pub(crate) fn session_user_sql(digest: &str, now: &str) -> String {
+    format!(
+        "SELECT {USER_COLUMNS} FROM users \
+         WHERE id = (SELECT user_id FROM sessions WHERE token_digest = {digest} AND expires_at_us > {now})"
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,12 +209,7 @@ impl Store {
 
     /// The user a live session belongs to, read with the session in one round trip.
     pub async fn session_user(&self, token_digest: &str, now: Timestamp) -> Result<Option<User>> {
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            format!(
-                "SELECT {USER_COLUMNS} FROM users \
-                 WHERE id = (SELECT user_id FROM sessions WHERE token_digest = $1 AND expires_at_us > $2)"
-            )
-        });
+        static SQL: LazyLock<String> = LazyLock::new(|| session_user_sql("$1", "$2"));
         self.read_one(&SQL, &[Param::Text(token_digest), Param::Int(now.unix_micros())], |r| user_from_row(r)).await
     }
 

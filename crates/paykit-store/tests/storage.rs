@@ -797,81 +797,125 @@ async fn point_readers_open_the_file_sqlx_opens() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-engine_tests!(pay_context_reads_order_merchant_device_and_history_at_once, async move |store: Store, _db: &TestDb| {
-    use paykit_store::payments::{Funding, PayOrder};
-    let (shop, _) = store.create_merchant("Shop", None, now()).await.unwrap();
-    let (other_shop, _) = store.create_merchant("Other Shop", None, now()).await.unwrap();
-    let (new_shop, _) = store.create_merchant("New Shop", None, now()).await.unwrap();
-    let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
-    let payer = store.create_user("13800138101", "hash", now()).await.unwrap().unwrap();
-    let stranger = store.create_user("13800138102", "hash", now()).await.unwrap().unwrap();
-    let wallet = open(&store, "user", &payer.id, AccountKind::WalletBalance).await;
-    post(&store, EntryKind::TopUp, &bank.id, &wallet.id, "100.00").await.unwrap();
-    let device = store.create_device(&payer.id, "phone", "c2VjcmV0", true, now()).await.unwrap();
-    let strangers_device = store.create_device(&stranger.id, "phone", "c2VjcmV0", true, now()).await.unwrap();
-
-    // Paid: 1.00 to the shop at t0, 2.00 to the other shop 100 s later.
-    let t0 = now();
-    for (merchant, no, amount, at) in [(&shop.id, "p1", "1.00", t0), (&other_shop.id, "p2", "2.00", t0.plus_secs(100))]
-    {
-        let order = dynamic_order(merchant, no, amount);
-        store.create_order(&order).await.unwrap();
-        let pay = PayOrder {
-            order_id: &order.id,
-            user_id: &payer.id,
-            funding: Funding::Balance,
-            confirmed_by_device: None,
-            idempotency: None,
-            now: at,
+engine_tests!(
+    pay_context_reads_session_user_order_merchant_device_and_history_at_once,
+    async move |store: Store, _db: &TestDb| {
+        use paykit_store::pay_context::{PayContext, SessionAt};
+        use paykit_store::payments::{Funding, PayOrder};
+        let (shop, _) = store.create_merchant("Shop", None, now()).await.unwrap();
+        let (other_shop, _) = store.create_merchant("Other Shop", None, now()).await.unwrap();
+        let (new_shop, _) = store.create_merchant("New Shop", None, now()).await.unwrap();
+        let bank = open(&store, "system", "sandbox_bank", AccountKind::External).await;
+        let payer = store.create_user("13800138101", "hash", now()).await.unwrap().unwrap();
+        let stranger = store.create_user("13800138102", "hash", now()).await.unwrap().unwrap();
+        let wallet = open(&store, "user", &payer.id, AccountKind::WalletBalance).await;
+        post(&store, EntryKind::TopUp, &bank.id, &wallet.id, "100.00").await.unwrap();
+        let device = store.create_device(&payer.id, "phone", "c2VjcmV0", true, now()).await.unwrap();
+        let strangers_device = store.create_device(&stranger.id, "phone", "c2VjcmV0", true, now()).await.unwrap();
+        let expires = now().plus_secs(3600);
+        store.create_session("payers-digest", &payer.id, expires, now()).await.unwrap();
+        store.create_session("strangers-digest", &stranger.id, expires, now()).await.unwrap();
+        let payers = SessionAt { token_digest: "payers-digest", now: now() };
+        let strangers = SessionAt { token_digest: "strangers-digest", now: now() };
+        // The session's user, with the order's context or none.
+        let read = |session: SessionAt<'static>, order_id: String, device_id: Option<String>, window, day| {
+            let store = store.clone();
+            async move {
+                let found = store
+                    .session_pay_context(session, &order_id, device_id.as_deref(), window, day)
+                    .await
+                    .unwrap()
+                    .expect("a live session");
+                (found.user, found.order)
+            }
         };
-        store.pay_order(pay).await.unwrap();
-    }
-    let to_shop = dynamic_order(&shop.id, "n1", "3.00");
-    let to_new_shop = dynamic_order(&new_shop.id, "n2", "4.00");
-    for order in [&to_shop, &to_new_shop] {
-        store.create_order(order).await.unwrap();
-    }
+        let context_of = |session, order_id: &str, device_id: Option<&str>, window, day| {
+            let read = read(session, order_id.to_owned(), device_id.map(str::to_owned), window, day);
+            async move {
+                let (user, order) = read.await;
+                (user, order.expect("an order"))
+            }
+        };
 
-    // The window holds the second payment only; the day holds both.
-    let (window, day) = (t0.plus_secs(50), t0.plus_secs(-1));
-    let context = store.pay_context(&to_shop.id, &payer.id, Some(&device.id), window, day).await.unwrap().unwrap();
-    assert_eq!(context.order, to_shop);
-    assert_eq!(context.merchant_status, "ACTIVE");
-    let read = context.device.expect("the payer's device");
-    assert_eq!(
-        (read.id.as_str(), read.user_id.as_str(), read.confirm_payments),
-        (device.id.as_str(), payer.id.as_str(), true)
-    );
-    assert_eq!(read.secret_b64, device.secret_b64);
-    assert_eq!(
-        (context.history.recent_payments, context.history.spent_today_minor, context.history.paid_payee_before),
-        (1, 300, true)
-    );
-    assert_eq!(context.history, store.payer_history(&payer.id, &shop.id, window, day).await.unwrap());
+        // Paid: 1.00 to the shop at t0, 2.00 to the other shop 100 s later.
+        let t0 = now();
+        for (merchant, no, amount, at) in
+            [(&shop.id, "p1", "1.00", t0), (&other_shop.id, "p2", "2.00", t0.plus_secs(100))]
+        {
+            let order = dynamic_order(merchant, no, amount);
+            store.create_order(&order).await.unwrap();
+            let pay = PayOrder {
+                order_id: &order.id,
+                user_id: &payer.id,
+                funding: Funding::Balance,
+                confirmed_by_device: None,
+                idempotency: None,
+                now: at,
+            };
+            store.pay_order(pay).await.unwrap();
+        }
+        let to_shop = dynamic_order(&shop.id, "n1", "3.00");
+        let to_new_shop = dynamic_order(&new_shop.id, "n2", "4.00");
+        for order in [&to_shop, &to_new_shop] {
+            store.create_order(order).await.unwrap();
+        }
 
-    // Paid a merchant before is about the order's own merchant.
-    let context = store.pay_context(&to_new_shop.id, &payer.id, None, window, day).await.unwrap().unwrap();
-    assert!(context.device.is_none(), "no device asked for");
-    assert!(!context.history.paid_payee_before);
-    assert_eq!((context.history.recent_payments, context.history.spent_today_minor), (1, 300));
-    // Someone else's history is their own, and a device is read whoever owns it (the
-    // gateway refuses a stranger's).
-    let context =
-        store.pay_context(&to_shop.id, &stranger.id, Some(&strangers_device.id), window, day).await.unwrap().unwrap();
-    assert_eq!(context.device.map(|d| d.user_id), Some(stranger.id.clone()));
-    assert_eq!(
-        (context.history.recent_payments, context.history.spent_today_minor, context.history.paid_payee_before),
-        (0, 0, false)
-    );
-    // An unknown device is none; an unknown order is no context at all.
-    let context = store.pay_context(&to_shop.id, &payer.id, Some("99999999"), window, day).await.unwrap().unwrap();
-    assert!(context.device.is_none());
-    assert!(store.pay_context("ord_unknown", &payer.id, Some(&device.id), window, day).await.unwrap().is_none());
-    // The merchant's status as it is now.
-    assert!(store.set_frozen("merchant", &shop.id, true, "ops", None, now()).await.unwrap());
-    let context = store.pay_context(&to_shop.id, &payer.id, None, window, day).await.unwrap().unwrap();
-    assert_eq!(context.merchant_status, "FROZEN");
-});
+        // The window holds the second payment only; the day holds both.
+        let (window, day) = (t0.plus_secs(50), t0.plus_secs(-1));
+        let (user, context) = context_of(payers, &to_shop.id, Some(&device.id), window, day).await;
+        assert_eq!((user.id.as_str(), user.phone.as_str(), user.frozen), (payer.id.as_str(), "13800138101", false));
+        assert_eq!(context.order, to_shop);
+        assert_eq!(context.merchant_status, "ACTIVE");
+        let read_device = context.device.expect("the payer's device");
+        assert_eq!(
+            (read_device.id.as_str(), read_device.user_id.as_str(), read_device.confirm_payments),
+            (device.id.as_str(), payer.id.as_str(), true)
+        );
+        assert_eq!(read_device.secret_b64, device.secret_b64);
+        assert_eq!(
+            (context.history.recent_payments, context.history.spent_today_minor, context.history.paid_payee_before),
+            (1, 300, true)
+        );
+        assert_eq!(context.history, store.payer_history(&payer.id, &shop.id, window, day).await.unwrap());
+
+        // Paid a merchant before is about the order's own merchant.
+        let (_, context) = context_of(payers, &to_new_shop.id, None, window, day).await;
+        assert!(context.device.is_none(), "no device asked for");
+        assert!(!context.history.paid_payee_before);
+        assert_eq!((context.history.recent_payments, context.history.spent_today_minor), (1, 300));
+        // Someone else's session reads their own user and history, and a device is read
+        // whoever owns it (the gateway refuses a stranger's).
+        let (user, context) = context_of(strangers, &to_shop.id, Some(&strangers_device.id), window, day).await;
+        assert_eq!(user.id, stranger.id);
+        assert_eq!(context.device.map(|d| d.user_id), Some(stranger.id.clone()));
+        assert_eq!(
+            (context.history.recent_payments, context.history.spent_today_minor, context.history.paid_payee_before),
+            (0, 0, false)
+        );
+        // An unknown device is none; an unknown order is the user with no order.
+        let (_, context) = context_of(payers, &to_shop.id, Some("99999999"), window, day).await;
+        assert!(context.device.is_none());
+        let (user, order) = read(payers, "ord_unknown".into(), Some(device.id.clone()), window, day).await;
+        assert_eq!(user.id, payer.id);
+        assert!(order.is_none());
+        // An unknown or expired session is nothing at all, order or not.
+        for session in [
+            SessionAt { token_digest: "nobodys-digest", now: now() },
+            SessionAt { token_digest: "payers-digest", now: expires },
+        ] {
+            for order_id in [to_shop.id.as_str(), "ord_unknown"] {
+                let found = store.session_pay_context(session, order_id, None, window, day).await.unwrap();
+                assert!(found.is_none(), "{session:?} {order_id}");
+            }
+        }
+        // The merchant's status and the user as they are now.
+        assert!(store.set_frozen("merchant", &shop.id, true, "ops", None, now()).await.unwrap());
+        assert!(store.set_frozen("user", &payer.id, true, "ops", None, now()).await.unwrap());
+        let (user, PayContext { merchant_status, .. }) = context_of(payers, &to_shop.id, None, window, day).await;
+        assert_eq!(merchant_status, "FROZEN");
+        assert!(user.frozen);
+    }
+);
 
 engine_tests!(new_orders_created_together_keep_their_own_outcomes, async move |store: Store, db: &TestDb| {
     use paykit_store::orders::Created;

@@ -11,7 +11,7 @@ use paykit_core::time::Timestamp;
 use paykit_core::wallet::{PayPasswordError, check_pay_password, is_valid_phone, verify_device_proof};
 use paykit_core::{ErrorCode, qr_token, resident_id};
 use paykit_store::bank::RecordFilter;
-use paykit_store::pay_context::PayContext;
+use paykit_store::pay_context::{PayContext, SessionPayContext};
 use paykit_store::payments::{Funding, IdempotencyKey, PayOrder};
 use paykit_store::risk::PayerHistory;
 use paykit_store::users::{Device, NewCard, User};
@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::bank::DebitPurpose;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdempotencyKeyHeader};
-use crate::wallet_auth::{WalletUser, token_digest};
+use crate::wallet_auth::{SessionToken, WalletUser, token_digest};
 
 use axum::Json;
 
@@ -625,19 +625,27 @@ async fn risk_check(
 
 pub async fn pay(
     State(state): State<AppState>,
-    Extension(who): Extension<WalletUser>,
-    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
-    ApiJson(req): ApiJson<Pay>,
+    Extension(session): Extension<SessionToken>,
+    key: Result<IdempotencyKeyHeader, ApiError>,
+    req: Result<ApiJson<Pay>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let user = load_user(&who);
-    require_can_pay(&user)?;
+    let (key, req) = match (key, req) {
+        (Ok(IdempotencyKeyHeader(key)), Ok(ApiJson(req))) => (key, req),
+        (Err(refused), _) | (_, Err(refused)) => {
+            // A stranger learns nothing about the request's shape: the session first.
+            session.user(&state).await?;
+            return Err(refused);
+        }
+    };
     let now = state.clock().now();
     let (window_start, day_start) = risk_windows(&state, now);
-    let PayContext { order, merchant_status, device, history } = state
+    let SessionPayContext { user, order } = state
         .store()
-        .pay_context(&req.order_id, &user.id, req.device_id.as_deref(), window_start, day_start)
+        .session_pay_context(session.at(&state), &req.order_id, req.device_id.as_deref(), window_start, day_start)
         .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
+        .ok_or_else(|| session.invalid())?;
+    require_can_pay(&user)?;
+    let PayContext { order, merchant_status, device, history } = order.ok_or_else(|| ApiError::not_found("order"))?;
     let already_mine = order.payer_user_id.as_deref() == Some(user.id.as_str());
     if !already_mine {
         payable(&order, now)?;

@@ -58,20 +58,27 @@ pub struct InternalApi {
 
 impl InternalApi {
     pub fn new(state: AppState) -> InternalApi {
-        let (mut public, mut merchant, mut wallet) = (Router::new(), Router::new(), Router::new());
+        let (mut public, mut merchant, mut wallet, mut wallet_session_in_read) =
+            (Router::new(), Router::new(), Router::new(), Router::new());
         for r in route_table() {
             match r.access {
                 Access::Public => public = public.route(r.path, r.handler),
                 Access::Signed | Access::SignedNonceInWrite => merchant = merchant.route(r.path, r.handler),
                 Access::Wallet => wallet = wallet.route(r.path, r.handler),
+                Access::WalletSessionInRead => {
+                    wallet_session_in_read = wallet_session_in_read.route(r.path, r.handler);
+                }
                 Access::Ops | Access::Biller => {}
             }
         }
         let merchant = merchant.route_layer(middleware::from_fn(require_console_actor));
         let wallet = wallet.route_layer(middleware::from_fn_with_state(state.clone(), wallet_auth::require_session));
+        let wallet_session_in_read = wallet_session_in_read
+            .route_layer(middleware::from_fn_with_state(state.clone(), wallet_auth::require_session_token));
         let router = public
             .merge(merchant)
             .merge(wallet)
+            .merge(wallet_session_in_read)
             .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such path") })
             .with_state(state);
         InternalApi { router }
