@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use paykit_tests::{Gateway, ServeProcess, e2e_tests, new_nonce, sign_header, unix_now};
+use serde_json::json;
 
 /// `printf '%s' CANONICAL | openssl dgst -sha256 -hmac SECRET -binary | base64`, exactly
 /// as the README tells a merchant to check their own code.
@@ -120,11 +121,31 @@ e2e_tests!(a_rotated_key_and_the_old_one_both_work_until_revoked, async |gw: Gat
     assert_eq!(profile.status, 200);
     assert_eq!(profile.json()["keys"].as_array().unwrap().len(), 2);
 
+    // An order created with the first key: the gateway has read it and remembers it.
+    let made = json!({"out_trade_no": "R1", "amount": "1.00", "description": "tea"}).to_string();
+    assert_eq!(gw.signed(&first, "POST", "/v1/orders", &made).await.status, 201);
+
+    // Revoked by another process, which this gateway does not hear about.
     let out = gw.cli(&["merchant", "revoke-key", "--merchant-id", &first.merchant_id, "--key-id", &first.key_id]);
     assert!(out.status.success());
     let reply = gw.signed(&first, "GET", "/v1/merchant", "").await;
     assert_eq!((reply.status, reply.code()), (401, "AUTH_UNKNOWN_KEY".into()));
+    // A create writes nothing and tells nothing: a new order, the same one again (which
+    // would answer with it), a taken out_trade_no, a bad body, a bad signature.
+    let other = json!({"out_trade_no": "R1", "amount": "2.00", "description": "tea"}).to_string();
+    let new = json!({"out_trade_no": "R2", "amount": "1.00", "description": "tea"}).to_string();
+    let bad = json!({"out_trade_no": "R3", "amount": "-1", "description": "tea"}).to_string();
+    for body in [&new, &made, &other, &bad] {
+        let reply = gw.signed(&first, "POST", "/v1/orders", body).await;
+        assert_eq!((reply.status, reply.code()), (401, "AUTH_UNKNOWN_KEY".into()), "{body}");
+    }
+    let forged = paykit_tests::Credentials { api_secret: "not-the-secret".into(), ..first.clone() };
+    let reply = gw.signed(&forged, "POST", "/v1/orders", &new).await;
+    assert_eq!((reply.status, reply.code()), (401, "AUTH_UNKNOWN_KEY".into()));
+    let r2 = gw.signed(&second, "GET", "/v1/orders/by-out-trade-no/R2", "").await;
+    assert_eq!(r2.status, 404, "nothing was written: {}", r2.body);
     assert_eq!(gw.signed(&second, "GET", "/v1/merchant", "").await.status, 200);
+    assert_eq!(gw.signed(&second, "POST", "/v1/orders", &new).await.status, 201);
 });
 
 e2e_tests!(a_signed_read_sent_many_times_at_once_is_answered_once, async |gw: Gateway| {

@@ -2,7 +2,8 @@
 //! window and the nonce are checked before any handler runs, and the caller's identity is
 //! put in the request's extensions for handlers to scope every query by. A write's nonce
 //! is committed before its handler runs, except on routes whose handler commits it with
-//! its own write ([`UnspentNonce`]).
+//! its own write ([`UnspentNonce`]); there a key read active before is taken from memory
+//! and its status read by that write, or before any other answer ([`KeyToConfirm`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -128,18 +129,32 @@ async fn signed(
     // waits for its nonce's commit, or leaves it to the handler's write (UnspentNonce).
     let read = parts.method == Method::GET || parts.method == Method::HEAD;
     let read_claim = read.then(|| state.store().claim_read_nonce(&auth.party_id, &auth.nonce));
-    let (key, stored) = if read {
-        state.store().signing_key_and_nonce(party_kind, &auth.party_id, &auth.key_id, &auth.nonce).await?
-    } else {
-        state.store().active_signing_key(party_kind, &auth.party_id, &auth.key_id).await?.map(|key| (key, false))
-    }
-    .ok_or_else(|| auth_error(AuthError::UnknownKey))?;
+    // A handler's write can read the key's status with everything else it writes (see
+    // `KeyToConfirm`): then a key this process has read before needs no read of its own.
+    let known = match write_nonce_by {
+        WriteNonceBy::Handler if !read => state.store().known_signing_key(party_kind, &auth.party_id, &auth.key_id),
+        _ => None,
+    };
+    let (key, stored, to_confirm) = match known {
+        Some(key) => (key, false, Some(KeyToConfirm { party_kind, party_id: &auth.party_id, key_id: &auth.key_id })),
+        None => if read {
+            state.store().signing_key_and_nonce(party_kind, &auth.party_id, &auth.key_id, &auth.nonce).await?
+        } else {
+            state.store().active_signing_key(party_kind, &auth.party_id, &auth.key_id).await?.map(|key| (key, false))
+        }
+        .map(|(key, stored)| (key, stored, None))
+        .ok_or_else(|| auth_error(AuthError::UnknownKey))?,
+    };
 
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let now = state.wall_now();
-    verify_request(&auth, key.secret.as_bytes(), parts.method.as_str(), path_and_query, &body, now.unix_secs())
-        .map_err(auth_error)?;
+    if let Err(e) =
+        verify_request(&auth, key.secret.as_bytes(), parts.method.as_str(), path_and_query, &body, now.unix_secs())
+    {
+        KeyToConfirm::confirm(to_confirm, &state).await?;
+        return Err(auth_error(e));
+    }
     // Only a correctly signed request spends its nonce, so nobody can burn another
     // party's nonces (a claim that goes unspent is released when dropped).
     let (fresh, unspent) = match (read_claim, write_nonce_by) {
@@ -152,11 +167,18 @@ async fn signed(
             (state.store().spend_nonce(&auth.party_id, &auth.nonce, now, NonceUse::Write).await?, None)
         }
         (None, WriteNonceBy::Handler) => match state.store().claim_write_nonce(&auth.party_id, &auth.nonce, now) {
-            Some(claim) => (true, Some(UnspentNonce(Arc::new(Mutex::new(Some(claim)))))),
+            Some(claim) => {
+                let claim = match &to_confirm {
+                    Some(key) => claim.confirming_key(key.key_id),
+                    None => claim,
+                };
+                (true, Some(UnspentNonce(Arc::new(Mutex::new(Some(claim))))))
+            }
             None => (false, None),
         },
     };
     if !fresh {
+        KeyToConfirm::confirm(to_confirm, &state).await?;
         return Err(auth_error(AuthError::NonceReplayed));
     }
     if let Some(unspent) = &unspent {
@@ -165,17 +187,43 @@ async fn signed(
 
     match auth.party_kind {
         PartyKind::Merchant => {
-            parts.extensions.insert(Caller::Merchant { merchant_id: auth.party_id, key_id: auth.key_id });
+            parts
+                .extensions
+                .insert(Caller::Merchant { merchant_id: auth.party_id.clone(), key_id: auth.key_id.clone() });
         }
         PartyKind::Biller => {
-            parts.extensions.insert(BillerCaller { biller_id: auth.party_id });
+            parts.extensions.insert(BillerCaller { biller_id: auth.party_id.clone() });
         }
     }
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-    if let Some(claim) = unspent.and_then(|unspent| unspent.take())
-        && !state.store().spend_write_nonce(claim).await?
-    {
-        return Err(auth_error(AuthError::NonceReplayed));
+    if let Some(claim) = unspent.and_then(|unspent| unspent.take()) {
+        // The handler answered without its write, which would have read the key's status
+        // (it refused the request first): the answer waits for the key's own read.
+        KeyToConfirm::confirm(to_confirm, &state).await?;
+        if !state.store().spend_write_nonce(claim).await? {
+            return Err(auth_error(AuthError::NonceReplayed));
+        }
     }
     Ok(response)
+}
+
+/// A signing key taken from memory ([`paykit_store::Store::known_signing_key`]), whose
+/// status nobody has read for this request yet. Its write reads it in its transaction
+/// ([`paykit_store::nonces::WriteNonce::confirming_key`]); any answer given without that
+/// write reads it first, so a revoked key never gets more than 401.
+struct KeyToConfirm<'a> {
+    party_kind: &'a str,
+    party_id: &'a str,
+    key_id: &'a str,
+}
+
+impl KeyToConfirm<'_> {
+    /// `AUTH_UNKNOWN_KEY` if the key is no longer active; nothing to do for `None`.
+    async fn confirm(key: Option<KeyToConfirm<'_>>, state: &AppState) -> Result<(), ApiError> {
+        let Some(key) = key else { return Ok(()) };
+        match state.store().active_signing_key(key.party_kind, key.party_id, key.key_id).await? {
+            Some(_) => Ok(()),
+            None => Err(auth_error(AuthError::UnknownKey)),
+        }
+    }
 }

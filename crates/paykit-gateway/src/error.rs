@@ -42,6 +42,10 @@ impl From<StoreError> for ApiError {
                 let replayed = paykit_core::signing::AuthError::NonceReplayed;
                 ApiError::new(ErrorCode::from(&replayed), replayed.to_string())
             }
+            StoreError::KeyRevoked => {
+                let unknown = paykit_core::signing::AuthError::UnknownKey;
+                ApiError::new(ErrorCode::from(&unknown), unknown.to_string())
+            }
             StoreError::InsufficientFunds { .. } => {
                 ApiError::new(ErrorCode::InsufficientBalance, "the balance does not cover the amount")
             }

@@ -95,6 +95,10 @@ pub enum StoreError {
     /// The signed request's nonce was already stored: a replay, of which nothing was kept.
     #[error("the request's nonce was already used")]
     NonceReplayed,
+    /// The signing key a write's request was checked with is no longer active: nothing
+    /// was kept.
+    #[error("the request's signing key is not active")]
+    KeyRevoked,
 }
 
 impl StoreError {
@@ -165,6 +169,10 @@ pub struct Store {
     /// What never changes about a merchant once created: its name (for the consumer's
     /// records) and default notify_url (for every payment's event).
     fixed_merchants: Arc<RwLock<HashMap<String, merchants::FixedMerchant>>>,
+    /// Signing keys read as active, by party kind, party and key id. A key's secret never
+    /// changes once issued, only its status does, so whoever uses one from here reads its
+    /// status in its own write ([`nonces::NonceToSpend::key_to_confirm`]).
+    known_signing_keys: Arc<RwLock<HashMap<merchants::KeyName, merchants::SigningKey>>>,
     group_commit: Option<Arc<group_commit::GroupCommit>>,
     /// SQLite's point reads on the calling thread (see `point_read`); none on PostgreSQL
     /// or for an in-memory database, which another connection cannot open.
@@ -226,6 +234,7 @@ impl Store {
             accounts: Arc::default(),
             owner_accounts: Arc::default(),
             fixed_merchants: Arc::default(),
+            known_signing_keys: Arc::default(),
             group_commit: None,
             point_readers: None,
             nonce_writer: Arc::default(),

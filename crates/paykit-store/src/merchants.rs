@@ -1,5 +1,7 @@
 //! Merchants and the API keys they sign requests with.
 
+use std::collections::HashSet;
+
 use paykit_core::Currency;
 use paykit_core::ledger::AccountKind;
 use paykit_core::time::Timestamp;
@@ -51,6 +53,9 @@ pub struct KeyInfo {
     pub status: String,
     pub created_at: Timestamp,
 }
+
+/// A signing key by party kind, party and key id.
+pub(crate) type KeyName = (String, String, String);
 
 /// What signature checking needs. The secret is only ever handed to the verifier.
 #[derive(Clone)]
@@ -225,8 +230,13 @@ impl Store {
                THEN 1 ELSE 0 END AS BIGINT) \
              FROM api_keys k WHERE k.key_id = $1 AND k.party_kind = $2 AND k.party_id = $3 AND k.status = 'ACTIVE'";
         let params = [Param::Text(key_id), Param::Text(party_kind), Param::Text(party_id), Param::Text(nonce)];
-        self.read_one(sql, &params, |r| Ok((signing_key(party_kind, party_id, key_id, r.text(0)?), r.int(1)? != 0)))
-            .await
+        let found = self
+            .read_one(sql, &params, |r| Ok((signing_key(party_kind, party_id, key_id, r.text(0)?), r.int(1)? != 0)))
+            .await?;
+        if let Some((key, _)) = &found {
+            self.remember_signing_key(key);
+        }
+        Ok(found)
     }
 
     /// The active key `key_id` of the given party, for checking a signature.
@@ -239,8 +249,40 @@ impl Store {
         let sql =
             "SELECT secret FROM api_keys WHERE key_id = $1 AND party_kind = $2 AND party_id = $3 AND status = 'ACTIVE'";
         let params = [Param::Text(key_id), Param::Text(party_kind), Param::Text(party_id)];
-        self.read_one(sql, &params, |r| Ok(signing_key(party_kind, party_id, key_id, r.text(0)?))).await
+        let found = self.read_one(sql, &params, |r| Ok(signing_key(party_kind, party_id, key_id, r.text(0)?))).await?;
+        if let Some(key) = &found {
+            self.remember_signing_key(key);
+        }
+        Ok(found)
     }
+
+    /// The key `key_id` of the given party as this process last read it active, from
+    /// memory: its secret is right (a key's secret never changes), but it may have been
+    /// revoked since. Whoever answers with it must read that it is still active first: a
+    /// write in its own transaction ([`crate::nonces::WriteNonce::confirming_key`]).
+    pub fn known_signing_key(&self, party_kind: &str, party_id: &str, key_id: &str) -> Option<SigningKey> {
+        let known = self.known_signing_keys.read().expect("key cache lock");
+        known.get(&(party_kind.to_owned(), party_id.to_owned(), key_id.to_owned())).cloned()
+    }
+
+    fn remember_signing_key(&self, key: &SigningKey) {
+        let id = (key.party_kind.clone(), key.party_id.clone(), key.key_id.clone());
+        self.known_signing_keys.write().expect("key cache lock").entry(id).or_insert_with(|| key.clone());
+    }
+}
+
+/// Of `key_ids`, those whose keys are active, read in the caller's transaction.
+pub(crate) async fn active_key_ids(conn: &mut sqlx::AnyConnection, key_ids: &[&str]) -> Result<HashSet<String>> {
+    let sql = format!(
+        "SELECT key_id FROM api_keys WHERE status = 'ACTIVE' AND key_id IN ({})",
+        (1..=key_ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    );
+    let mut query =
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(crate::for_engine(crate::Engine::of(conn), sql)));
+    for key_id in key_ids {
+        query = query.bind(*key_id);
+    }
+    Ok(query.fetch_all(conn).await?.into_iter().collect())
 }
 
 fn signing_key(party_kind: &str, party_id: &str, key_id: &str, secret: String) -> SigningKey {

@@ -140,15 +140,33 @@ impl Drop for Claim {
 pub struct WriteNonce {
     claim: Claim,
     at: Timestamp,
+    key_to_confirm: Option<String>,
 }
 
 /// A nonce as stored: party, nonce, when it was seen (unix microseconds).
 pub(crate) type NonceRow = (String, String, i64);
 
+/// A write's nonce as its write spends it.
+#[derive(Debug, Clone)]
+pub(crate) struct NonceToSpend {
+    pub row: NonceRow,
+    /// The signing key the request was checked with from memory
+    /// ([`Store::known_signing_key`]): the write reads that it is still active before it
+    /// writes anything, and refuses with [`StoreError::KeyRevoked`] if not.
+    pub key_to_confirm: Option<String>,
+}
+
 impl WriteNonce {
-    pub(crate) fn row(&self) -> NonceRow {
+    /// The request was checked with a key from memory, `key_id`, whose status this
+    /// nonce's write is to read in its own transaction.
+    pub fn confirming_key(mut self, key_id: &str) -> WriteNonce {
+        self.key_to_confirm = Some(key_id.to_owned());
+        self
+    }
+
+    pub(crate) fn to_spend(&self) -> NonceToSpend {
         let (party_id, nonce) = self.claim.key().clone();
-        (party_id, nonce, self.at.unix_micros())
+        NonceToSpend { row: (party_id, nonce, self.at.unix_micros()), key_to_confirm: self.key_to_confirm.clone() }
     }
 }
 
@@ -311,11 +329,11 @@ impl Store {
     /// Claims a write's nonce in flight in this process (None when it already is: a
     /// concurrent replay), for its write to spend ([`WriteNonce`]).
     pub fn claim_write_nonce(&self, party_id: &str, nonce: &str, now: Timestamp) -> Option<WriteNonce> {
-        Some(WriteNonce { claim: self.nonce_writer().claim(party_id, nonce)?, at: now })
+        Some(WriteNonce { claim: self.nonce_writer().claim(party_id, nonce)?, at: now, key_to_confirm: None })
     }
 
     /// Spends a claimed write's nonce on its own, waiting for its commit. Returns false if
-    /// the party already used it (a replay).
+    /// the party already used it (a replay). A key to confirm is the caller's to confirm.
     pub async fn spend_write_nonce(&self, nonce: WriteNonce) -> Result<bool> {
         let (reply, answer) = oneshot::channel();
         nonce.claim.hand_over(self.nonce_writer(), nonce.at, Some(reply))?;

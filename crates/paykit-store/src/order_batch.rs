@@ -26,7 +26,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::nonces::NonceRow;
+use crate::nonces::NonceToSpend;
 use crate::orders::{Batched, Order, insert_orders_spending};
 use crate::{Result, Store};
 
@@ -43,7 +43,7 @@ pub(crate) struct OrderBatcher {
 struct Queued {
     order: Order,
     /// The signed request's nonce, to spend with the order.
-    nonce: Option<NonceRow>,
+    nonce: Option<NonceToSpend>,
     reply: oneshot::Sender<Batched>,
 }
 
@@ -57,7 +57,7 @@ impl OrderBatcher {
     }
 
     /// What a batch did with `order` and its request's nonce.
-    pub(crate) async fn insert(&self, order: Order, nonce: Option<NonceRow>) -> Batched {
+    pub(crate) async fn insert(&self, order: Order, nonce: Option<NonceToSpend>) -> Batched {
         let (reply, answer) = oneshot::channel();
         if self.queue.send(Queued { order, nonce, reply }).is_err() {
             return Batched::Left;
@@ -108,7 +108,7 @@ async fn insert_on_own_connection(
             own.insert(conn)
         }
     };
-    let asked: Vec<(&Order, Option<&NonceRow>)> = batch.iter().map(|q| (&q.order, q.nonce.as_ref())).collect();
+    let asked: Vec<(&Order, Option<&NonceToSpend>)> = batch.iter().map(|q| (&q.order, q.nonce.as_ref())).collect();
     let mut tx = sqlx::Connection::begin(conn).await?;
     let batched = insert_orders_spending(&mut tx, &asked).await?;
     tx.commit().await?;

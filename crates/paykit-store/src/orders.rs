@@ -7,7 +7,7 @@ use paykit_core::order::OrderStatus;
 use paykit_core::time::Timestamp;
 use paykit_core::{Currency, Money};
 
-use crate::nonces::{NonceRow, WriteNonce};
+use crate::nonces::{NonceRow, NonceToSpend, WriteNonce};
 use crate::point_read::{Columns, Param};
 use crate::{Result, Store, StoreError, Tx, value_rows};
 
@@ -131,27 +131,48 @@ pub(crate) enum Batched {
     NonceSpent,
     /// Nothing of it was written: it goes on alone, nonce and all.
     Left,
+    /// The signing key its request was checked with is not active: nothing of it was
+    /// written.
+    KeyRevoked,
 }
 
 /// Signed creates together, in the caller's transaction (a savepoint in SQLite's lane, the
-/// order batcher's own on PostgreSQL): the nonces not stored yet in one statement, then the
-/// orders whose nonce that was (or that came without one) in another. What became of each,
-/// in the order given.
+/// order batcher's own on PostgreSQL): the signing keys to confirm read in one statement,
+/// the nonces of active keys' requests not stored yet in another, then the orders whose
+/// nonce that was (or that came without one) in a third. What became of each, in the
+/// order given.
 pub(crate) async fn insert_orders_spending(
     conn: &mut sqlx::AnyConnection,
-    asked: &[(&Order, Option<&NonceRow>)],
+    asked: &[(&Order, Option<&NonceToSpend>)],
 ) -> Result<Vec<Batched>> {
-    let mut nonces: Vec<NonceRow> = asked.iter().filter_map(|(_, nonce)| nonce.cloned()).collect();
+    let mut to_confirm: Vec<&str> =
+        asked.iter().filter_map(|(_, n)| n.and_then(|n| n.key_to_confirm.as_deref())).collect();
+    to_confirm.sort_unstable();
+    to_confirm.dedup();
+    let active = if to_confirm.is_empty() {
+        HashSet::new()
+    } else {
+        crate::merchants::active_key_ids(conn, &to_confirm).await?
+    };
+    let revoked = |n: &NonceToSpend| n.key_to_confirm.as_ref().is_some_and(|key| !active.contains(key));
+    let asked: Vec<(&Order, Option<&NonceRow>, bool)> =
+        asked.iter().map(|(order, n)| (*order, n.map(|n| &n.row), n.is_some_and(revoked))).collect();
+    let mut nonces: Vec<NonceRow> =
+        asked.iter().filter(|(_, _, revoked)| !revoked).filter_map(|(_, nonce, _)| nonce.cloned()).collect();
     // One order for every process's batches (see nonces.rs).
     nonces.sort_unstable();
     let fresh = if nonces.is_empty() { HashSet::new() } else { crate::nonces::insert_new(conn, &nonces).await? };
     let new_nonce = |nonce: &NonceRow| fresh.contains(&(nonce.0.clone(), nonce.1.clone()));
-    let orders: Vec<&Order> =
-        asked.iter().filter(|(_, nonce)| nonce.is_none_or(new_nonce)).map(|(order, _)| *order).collect();
+    let orders: Vec<&Order> = asked
+        .iter()
+        .filter(|(_, nonce, revoked)| !revoked && nonce.is_none_or(new_nonce))
+        .map(|(order, _, _)| *order)
+        .collect();
     let inserted = if orders.is_empty() { HashSet::new() } else { insert_order_rows(conn, &orders).await? };
     Ok(asked
         .iter()
-        .map(|(order, nonce)| match (nonce.map(new_nonce), inserted.contains(&order.id)) {
+        .map(|(order, nonce, revoked)| match (nonce.map(new_nonce), inserted.contains(&order.id)) {
+            _ if *revoked => Batched::KeyRevoked,
             (Some(false), _) => Batched::Replayed,
             (_, true) => Batched::Inserted,
             (Some(true), false) => Batched::NonceSpent,
@@ -163,15 +184,21 @@ pub(crate) async fn insert_orders_spending(
 /// A new order and, for a signed request, the nonce to spend with it (None once spent).
 pub(crate) struct NewOrder {
     pub order: Order,
-    pub nonce: Option<NonceRow>,
+    pub nonce: Option<NonceToSpend>,
 }
 
 impl NewOrder {
-    /// Spends the nonce, if it is still to spend, then inserts the order
-    /// ([`Tx::insert_order`]); a replayed nonce inserts nothing.
+    /// Confirms the request's signing key and spends the nonce, if still to do, then
+    /// inserts the order ([`Tx::insert_order`]); a revoked key or a replayed nonce inserts
+    /// nothing.
     pub(crate) async fn insert(&mut self, tx: &mut Tx) -> Result<Created> {
+        if let Some(key_id) = self.nonce.as_ref().and_then(|n| n.key_to_confirm.as_deref())
+            && crate::merchants::active_key_ids(tx.conn(), &[key_id]).await?.is_empty()
+        {
+            return Err(StoreError::KeyRevoked);
+        }
         if let Some(nonce) = &self.nonce
-            && !crate::nonces::spend_in(tx.conn(), nonce).await?
+            && !crate::nonces::spend_in(tx.conn(), &nonce.row).await?
         {
             // Unless this request's own batch committed both and its answer was lost with
             // the connection: then the order is there under the id only this request has.
@@ -199,7 +226,7 @@ impl Tx {
         &mut self,
         orders: &mut [&mut NewOrder],
     ) -> Result<Vec<Option<Result<Created>>>> {
-        let asked: Vec<(&Order, Option<&NonceRow>)> = orders.iter().map(|o| (&o.order, o.nonce.as_ref())).collect();
+        let asked: Vec<(&Order, Option<&NonceToSpend>)> = orders.iter().map(|o| (&o.order, o.nonce.as_ref())).collect();
         let batched = match self.in_savepoint(async |tx| insert_orders_spending(tx.conn(), &asked).await).await? {
             Ok(batched) => batched,
             Err(e) => {
@@ -215,6 +242,7 @@ impl Tx {
             .map(|(o, batched)| match batched {
                 Batched::Inserted => Some(Ok(Created::New(o.order.clone()))),
                 Batched::Replayed => Some(Err(StoreError::NonceReplayed)),
+                Batched::KeyRevoked => Some(Err(StoreError::KeyRevoked)),
                 Batched::NonceSpent => {
                     o.nonce = None;
                     None
@@ -285,7 +313,7 @@ impl Store {
         // a replay in this process cannot slip into the same batch meanwhile.
         let (store, order) = (self.clone(), order.clone());
         tokio::spawn(async move {
-            let created = store.insert_new_order(&order, Some(nonce.row())).await;
+            let created = store.insert_new_order(&order, Some(nonce.to_spend())).await;
             drop(nonce);
             created
         })
@@ -293,7 +321,7 @@ impl Store {
         .map_err(|e| StoreError::GroupCommit(format!("creating the order stopped: {e}")))?
     }
 
-    async fn insert_new_order(&self, order: &Order, mut nonce: Option<NonceRow>) -> Result<Created> {
+    async fn insert_new_order(&self, order: &Order, mut nonce: Option<NonceToSpend>) -> Result<Created> {
         if let Some(group) = self.write_lane() {
             return group.create_order(NewOrder { order: order.clone(), nonce }).await;
         }
@@ -301,6 +329,7 @@ impl Store {
             match batcher.insert(order.clone(), nonce.clone()).await {
                 Batched::Inserted => return Ok(Created::New(order.clone())),
                 Batched::Replayed => return Err(StoreError::NonceReplayed),
+                Batched::KeyRevoked => return Err(StoreError::KeyRevoked),
                 Batched::NonceSpent => nonce = None,
                 Batched::Left => {}
             }

@@ -1185,6 +1185,79 @@ engine_tests!(a_new_orders_nonce_commits_with_it_or_nothing_does, async move |st
 });
 
 engine_tests!(
+    a_new_order_checked_with_a_remembered_key_commits_only_while_the_key_is_active,
+    async move |store: Store, db: &TestDb| {
+        use paykit_store::nonces::NonceUse::Write;
+        use paykit_store::orders::Created;
+        let (merchant, first) = store.create_merchant("Key Shop", None, now()).await.unwrap();
+        let m = merchant.id.as_str();
+        let second = store.rotate_merchant_key(m, now()).await.unwrap().unwrap();
+        // Read active once, so remembered: the secret from memory, the status still to read.
+        assert!(store.known_signing_key("merchant", m, &first.key_id).is_none(), "not read yet");
+        for key in [&first, &second] {
+            let read = store.active_signing_key("merchant", m, &key.key_id).await.unwrap().unwrap();
+            let known = store.known_signing_key("merchant", m, &key.key_id).expect("remembered");
+            assert_eq!((known.key_id, known.secret), (read.key_id, read.secret));
+        }
+        assert!(store.revoke_key(m, &second.key_id, now()).await.unwrap());
+        assert!(store.known_signing_key("merchant", m, &second.key_id).is_some(), "a secret never changes");
+        let create = |store: &Store, key_id: String, nonce: String, out_trade_no: String| {
+            let (store, m) = (store.clone(), m.to_owned());
+            async move {
+                let claim = store.claim_write_nonce(&m, &nonce, now()).expect("not in flight").confirming_key(&key_id);
+                store.create_order_spending(&dynamic_order(&m, &out_trade_no, "1.00"), claim).await
+            }
+        };
+        for (label, store, other_process) in [
+            ("plain", store.clone(), db.store().await),
+            ("group", store.clone().with_group_commit(16), db.store().await.with_group_commit(16)),
+        ] {
+            let nonce = |n: &str| format!("{label}-nonce-{n}");
+            let no = |n: &str| format!("{label}-{n}");
+            let created = create(&store, first.key_id.clone(), nonce("active"), no("A")).await;
+            assert!(matches!(created, Ok(Created::New(_))), "{label}: {created:?}");
+            let refused = create(&store, second.key_id.clone(), nonce("revoked"), no("B")).await;
+            assert!(matches!(refused, Err(StoreError::KeyRevoked)), "{label}: {refused:?}");
+            assert_eq!(store.order_by_out_trade_no(m, &no("B")).await.unwrap(), None, "{label}: nothing written");
+            assert!(
+                other_process.spend_nonce(m, &nonce("revoked"), now(), Write).await.unwrap(),
+                "{label}: nonce unspent"
+            );
+            // A taken out_trade_no says nothing about its order to a revoked key either.
+            let refused = create(&store, second.key_id.clone(), nonce("revoked-taken"), no("A")).await;
+            assert!(matches!(refused, Err(StoreError::KeyRevoked)), "{label}: {refused:?}");
+
+            // At once (one batch on SQLite, whatever batches form on PostgreSQL): each its own.
+            let held = store.pause_group_commit().await;
+            let racers: Vec<_> = (0..8)
+                .map(|i| {
+                    let key = if i % 2 == 0 { &first } else { &second };
+                    tokio::spawn(create(
+                        &store,
+                        key.key_id.clone(),
+                        nonce(&format!("at-once{i}")),
+                        no(&format!("at-once{i}")),
+                    ))
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            drop(held);
+            for (i, racer) in racers.into_iter().enumerate() {
+                let outcome = racer.await.unwrap();
+                let written = store.order_by_out_trade_no(m, &no(&format!("at-once{i}"))).await.unwrap();
+                if i % 2 == 0 {
+                    assert!(matches!(outcome, Ok(Created::New(_))), "{label} {i}: {outcome:?}");
+                    assert!(written.is_some(), "{label} {i}");
+                } else {
+                    assert!(matches!(outcome, Err(StoreError::KeyRevoked)), "{label} {i}: {outcome:?}");
+                    assert!(written.is_none(), "{label} {i}");
+                }
+            }
+        }
+    }
+);
+
+engine_tests!(
     a_new_order_given_up_midway_keeps_its_nonce_in_flight_until_it_commits,
     async move |store: Store, db: &TestDb| {
         if db.engine != Engine::Sqlite {
