@@ -200,7 +200,7 @@ async fn signed(
         // The handler answered without its write, which would have read the key's status
         // (it refused the request first): the answer waits for the key's own read.
         KeyToConfirm::confirm(to_confirm, &state).await?;
-        if !state.store().spend_write_nonce(claim).await? {
+        if !state.store().spend_write_nonce(claim.key_confirmed()).await? {
             return Err(auth_error(AuthError::NonceReplayed));
         }
     }

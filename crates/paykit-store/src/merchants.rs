@@ -267,6 +267,9 @@ impl Store {
 
     fn remember_signing_key(&self, key: &SigningKey) {
         let id = (key.party_kind.clone(), key.party_id.clone(), key.key_id.clone());
+        if self.known_signing_keys.read().expect("key cache lock").contains_key(&id) {
+            return;
+        }
         self.known_signing_keys.write().expect("key cache lock").entry(id).or_insert_with(|| key.clone());
     }
 }

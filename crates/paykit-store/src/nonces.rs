@@ -164,6 +164,13 @@ impl WriteNonce {
         self
     }
 
+    /// The caller has read the key to confirm active itself: the nonce can be spent on its
+    /// own ([`Store::spend_write_nonce`]).
+    pub fn key_confirmed(mut self) -> WriteNonce {
+        self.key_to_confirm = None;
+        self
+    }
+
     pub(crate) fn to_spend(&self) -> NonceToSpend {
         let (party_id, nonce) = self.claim.key().clone();
         NonceToSpend { row: (party_id, nonce, self.at.unix_micros()), key_to_confirm: self.key_to_confirm.clone() }
@@ -333,8 +340,10 @@ impl Store {
     }
 
     /// Spends a claimed write's nonce on its own, waiting for its commit. Returns false if
-    /// the party already used it (a replay). A key to confirm is the caller's to confirm.
+    /// the party already used it (a replay). The nonce writer reads no key: one to
+    /// confirm, the caller confirms first ([`WriteNonce::key_confirmed`]).
     pub async fn spend_write_nonce(&self, nonce: WriteNonce) -> Result<bool> {
+        debug_assert!(nonce.key_to_confirm.is_none(), "a key to confirm reached the nonce writer");
         let (reply, answer) = oneshot::channel();
         nonce.claim.hand_over(self.nonce_writer(), nonce.at, Some(reply))?;
         answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))

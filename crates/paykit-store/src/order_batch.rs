@@ -6,8 +6,9 @@
 //! (the nonces' pattern, `nonces.rs`), so a signed create costs one commit shared with its
 //! neighbours instead of two of its own.
 //!
-//! The batch answers "inserted" or "replayed" (the nonce was stored already, so nothing of
-//! the request was written); an order it did not insert (its out_trade_no is taken, or a
+//! The batch answers "inserted", "replayed" (the nonce was stored already, so nothing of
+//! the request was written) or "key revoked" (the key its request was checked with from
+//! memory is not active: nothing written either); an order it did not insert (its out_trade_no is taken, or a
 //! statement failed — one order's bad text fails them all — or the task has stopped) is
 //! inserted again on its own by [`crate::Store::create_order_spending`] (or
 //! [`crate::Store::create_order`], without a nonce), which then says exactly

@@ -190,7 +190,8 @@ pub(crate) struct NewOrder {
 impl NewOrder {
     /// Confirms the request's signing key and spends the nonce, if still to do, then
     /// inserts the order ([`Tx::insert_order`]); a revoked key or a replayed nonce inserts
-    /// nothing.
+    /// nothing. The key comes first even for a request whose own batch committed but whose
+    /// answer was lost: a key revoked since gets 401, never the order.
     pub(crate) async fn insert(&mut self, tx: &mut Tx) -> Result<Created> {
         if let Some(key_id) = self.nonce.as_ref().and_then(|n| n.key_to_confirm.as_deref())
             && crate::merchants::active_key_ids(tx.conn(), &[key_id]).await?.is_empty()

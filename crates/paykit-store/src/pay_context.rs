@@ -49,7 +49,7 @@ impl Store {
     /// Reads the user of the live session `session` and what paying `order_id` as that user
     /// is decided on, `device_id` confirming it (if any); None when the session is not
     /// live. The session is read in the same statement because the wallet's pay route is
-    /// the busiest one: its own round trip cost PostgreSQL about a tenth of its work.
+    /// the busiest one: its own round trip cost about 8% of PostgreSQL qr-pay.
     pub async fn session_pay_context(
         &self,
         session: SessionAt<'_>,

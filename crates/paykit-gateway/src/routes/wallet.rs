@@ -639,11 +639,22 @@ pub async fn pay(
     };
     let now = state.clock().now();
     let (window_start, day_start) = risk_windows(&state, now);
-    let SessionPayContext { user, order } = state
-        .store()
-        .session_pay_context(session.at(&state), &req.order_id, req.device_id.as_deref(), window_start, day_start)
-        .await?
-        .ok_or_else(|| session.invalid())?;
+    let read = state.store().session_pay_context(
+        session.at(&state),
+        &req.order_id,
+        req.device_id.as_deref(),
+        window_start,
+        day_start,
+    );
+    let SessionPayContext { user, order } = match read.await {
+        Ok(found) => found.ok_or_else(|| session.invalid())?,
+        // Text the database refuses (PostgreSQL: a NUL) fails the read before the session
+        // is known; a dead session still hears 401 first.
+        Err(e) => {
+            session.user(&state).await?;
+            return Err(e.into());
+        }
+    };
     require_can_pay(&user)?;
     let PayContext { order, merchant_status, device, history } = order.ok_or_else(|| ApiError::not_found("order"))?;
     let already_mine = order.payer_user_id.as_deref() == Some(user.id.as_str());
