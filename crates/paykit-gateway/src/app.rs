@@ -117,10 +117,7 @@ impl AppState {
 
     /// A keyed digest (hex) for matching sensitive numbers without storing them.
     pub fn fingerprint(&self, value: &str) -> String {
-        paykit_core::wallet::hmac_sha256(&self.inner.fingerprint_key, value.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(paykit_core::wallet::hmac_sha256(&self.inner.fingerprint_key, value.as_bytes()))
     }
 }
 

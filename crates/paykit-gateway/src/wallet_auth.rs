@@ -22,7 +22,7 @@ pub struct WalletUser {
 }
 
 pub fn token_digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn session_invalid() -> ApiError {

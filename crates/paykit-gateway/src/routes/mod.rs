@@ -53,7 +53,7 @@ pub(crate) fn request_digest(parts: &[&str]) -> String {
         h.update((p.len() as u64).to_be_bytes());
         h.update(p.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 /// `created_at_us:id` cursors for newest-first pages.
