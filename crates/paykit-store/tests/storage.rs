@@ -1102,23 +1102,43 @@ engine_tests!(verify_reads_one_snapshot_while_money_moves, async move |store: St
     assert!(verified > 1, "the ledger was verified while money moved");
 });
 
+/// Creates an order as its signed request would: the nonce claimed in flight, then spent
+/// with the order; `key`, the key the request was checked with from memory, whose status
+/// the write reads.
+fn create_signed(
+    store: &Store,
+    merchant_id: &str,
+    nonce: String,
+    out_trade_no: String,
+    key: Option<String>,
+) -> impl Future<Output = Result<paykit_store::orders::Created, StoreError>> + Send + use<> {
+    let (store, m) = (store.clone(), merchant_id.to_owned());
+    async move {
+        let mut claim = store.claim_write_nonce(&m, &nonce, now()).expect("not in flight");
+        if let Some(key) = &key {
+            claim = claim.confirming_key(key);
+        }
+        store.create_order_spending(&dynamic_order(&m, &out_trade_no, "1.00"), claim).await
+    }
+}
+
+/// The store without group commit, then through SQLite's lane or PostgreSQL's order
+/// batches; each with another process's store on the same database.
+async fn plain_then_grouped(store: &Store, db: &TestDb) -> [(&'static str, Store, Store); 2] {
+    [
+        ("plain", store.clone(), db.store().await),
+        ("group", store.clone().with_group_commit(16), db.store().await.with_group_commit(16)),
+    ]
+}
+
 engine_tests!(a_new_orders_nonce_commits_with_it_or_nothing_does, async move |store: Store, db: &TestDb| {
     use paykit_store::nonces::NonceUse::Write;
     use paykit_store::orders::Created;
     let (merchant, _) = store.create_merchant("Nonce Shop", None, now()).await.unwrap();
     let m = merchant.id.as_str();
-    let create = |store: &Store, nonce: String, out_trade_no: String| {
-        let (store, m) = (store.clone(), m.to_owned());
-        async move {
-            let claim = store.claim_write_nonce(&m, &nonce, now()).expect("not in flight");
-            store.create_order_spending(&dynamic_order(&m, &out_trade_no, "1.00"), claim).await
-        }
-    };
-    // Without group commit, then through SQLite's lane or PostgreSQL's order batches.
-    for (label, store, other_process) in [
-        ("plain", store.clone(), db.store().await),
-        ("group", store.clone().with_group_commit(16), db.store().await.with_group_commit(16)),
-    ] {
+    let create =
+        |store: &Store, nonce: String, out_trade_no: String| create_signed(store, m, nonce, out_trade_no, None);
+    for (label, store, other_process) in plain_then_grouped(&store, db).await {
         let nonce = |n: &str| format!("{label}-nonce-{n}");
         let no = |n: &str| format!("{label}-{n}");
         let created = create(&store, nonce("first"), no("A")).await.unwrap();
@@ -1202,16 +1222,9 @@ engine_tests!(
         assert!(store.revoke_key(m, &second.key_id, now()).await.unwrap());
         assert!(store.known_signing_key("merchant", m, &second.key_id).is_some(), "a secret never changes");
         let create = |store: &Store, key_id: String, nonce: String, out_trade_no: String| {
-            let (store, m) = (store.clone(), m.to_owned());
-            async move {
-                let claim = store.claim_write_nonce(&m, &nonce, now()).expect("not in flight").confirming_key(&key_id);
-                store.create_order_spending(&dynamic_order(&m, &out_trade_no, "1.00"), claim).await
-            }
+            create_signed(store, m, nonce, out_trade_no, Some(key_id))
         };
-        for (label, store, other_process) in [
-            ("plain", store.clone(), db.store().await),
-            ("group", store.clone().with_group_commit(16), db.store().await.with_group_commit(16)),
-        ] {
+        for (label, store, other_process) in plain_then_grouped(&store, db).await {
             let nonce = |n: &str| format!("{label}-nonce-{n}");
             let no = |n: &str| format!("{label}-{n}");
             let created = create(&store, first.key_id.clone(), nonce("active"), no("A")).await;
@@ -1283,7 +1296,16 @@ engine_tests!(
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert!(grouped.order(&order.id).await.unwrap().is_some(), "committed without anyone waiting");
-        let claim = grouped.claim_write_nonce(m, "givenupgivenup00", now()).expect("out of flight once committed");
+        // Out of flight once committed: the task lets go of the claim just after the commit.
+        let mut claim = None;
+        for _ in 0..200 {
+            claim = grouped.claim_write_nonce(m, "givenupgivenup00", now());
+            if claim.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let claim = claim.expect("out of flight once committed");
         let replay = grouped.create_order_spending(&dynamic_order(m, "REPLAY", "1.00"), claim).await;
         assert!(matches!(replay, Err(StoreError::NonceReplayed)), "{replay:?}");
     }
