@@ -355,9 +355,11 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         let (lat, errors) = load(o.warmup).await?;
         eprintln!("warm-up: {} ops in {:.1}s, not measured; errors {errors:?}", lat.len(), o.warmup.as_secs_f64());
     }
+    let cpu = crate::proc_cpu::CpuWatch::start(o.gateway_pid, store.engine() == paykit_store::Engine::Postgres);
     let started = Instant::now();
     let (lat, errors) = load(o.duration).await?;
     let elapsed = started.elapsed();
+    let cpu = cpu.report();
     let pct = |p: f64| percentile_us(&lat, p);
     let ms = |us: u32| f64::from(us) / 1000.0;
     let error_count: u64 = errors.values().sum();
@@ -385,6 +387,7 @@ pub async fn run(store: Store, o: Options) -> Result<bool> {
         ms(pct(0.99)),
         ms(lat.last().copied().unwrap_or(0))
     );
+    println!("{cpu}");
     let report = store.verify_ledger().await?;
     println!(
         "ledger verify: {} ({} entries, {} postings)",

@@ -6,6 +6,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod dev_cert;
+mod proc_cpu;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
