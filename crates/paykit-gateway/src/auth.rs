@@ -64,10 +64,6 @@ enum WriteNonceBy {
     Handler,
 }
 
-fn auth_error(e: AuthError) -> ApiError {
-    ApiError::new(ErrorCode::from(&e), e.to_string())
-}
-
 /// Reads the whole body (a signature covers it; a wallet request is judged once it has
 /// arrived), refusing one larger than `max_body_bytes`.
 pub(crate) async fn whole_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
@@ -111,14 +107,14 @@ async fn signed(
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
     let header = match parts.headers.get(AUTHORIZATION) {
-        None => return Err(auth_error(AuthError::Missing)),
-        Some(v) => v.to_str().map_err(|_| auth_error(AuthError::Malformed("not ASCII")))?,
+        None => return Err(ApiError::from(AuthError::Missing)),
+        Some(v) => v.to_str().map_err(|_| ApiError::from(AuthError::Malformed("not ASCII")))?,
     };
-    let auth = AuthHeader::parse(header).map_err(auth_error)?;
+    let auth = AuthHeader::parse(header).map_err(ApiError::from)?;
     let body = whole_body(&state, body).await?;
 
     if auth.party_kind != expected {
-        return Err(auth_error(AuthError::UnknownKey));
+        return Err(ApiError::from(AuthError::UnknownKey));
     }
     let party_kind = match auth.party_kind {
         PartyKind::Merchant => "merchant",
@@ -143,7 +139,7 @@ async fn signed(
             state.store().active_signing_key(party_kind, &auth.party_id, &auth.key_id).await?.map(|key| (key, false))
         }
         .map(|(key, stored)| (key, stored, None))
-        .ok_or_else(|| auth_error(AuthError::UnknownKey))?,
+        .ok_or_else(|| ApiError::from(AuthError::UnknownKey))?,
     };
 
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |o| &o.0);
@@ -153,7 +149,7 @@ async fn signed(
         verify_request(&auth, key.secret.as_bytes(), parts.method.as_str(), path_and_query, &body, now.unix_secs())
     {
         KeyToConfirm::confirm(to_confirm, &state).await?;
-        return Err(auth_error(e));
+        return Err(ApiError::from(e));
     }
     // Only a correctly signed request spends its nonce, so nobody can burn another
     // party's nonces (a claim that goes unspent is released when dropped).
@@ -179,7 +175,7 @@ async fn signed(
     };
     if !fresh {
         KeyToConfirm::confirm(to_confirm, &state).await?;
-        return Err(auth_error(AuthError::NonceReplayed));
+        return Err(ApiError::from(AuthError::NonceReplayed));
     }
     if let Some(unspent) = &unspent {
         parts.extensions.insert(unspent.clone());
@@ -187,21 +183,18 @@ async fn signed(
 
     match auth.party_kind {
         PartyKind::Merchant => {
-            parts
-                .extensions
-                .insert(Caller::Merchant { merchant_id: auth.party_id.clone(), key_id: auth.key_id.clone() });
+            parts.extensions.insert(Caller::Merchant { merchant_id: auth.party_id, key_id: auth.key_id });
         }
         PartyKind::Biller => {
-            parts.extensions.insert(BillerCaller { biller_id: auth.party_id.clone() });
+            parts.extensions.insert(BillerCaller { biller_id: auth.party_id });
         }
     }
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     if let Some(claim) = unspent.and_then(|unspent| unspent.take()) {
-        // The handler answered without its write, which would have read the key's status
-        // (it refused the request first): the answer waits for the key's own read.
-        KeyToConfirm::confirm(to_confirm, &state).await?;
-        if !state.store().spend_write_nonce(claim.key_confirmed()).await? {
-            return Err(auth_error(AuthError::NonceReplayed));
+        // The handler answered without its write (it refused the request first): the nonce
+        // is spent on its own, the key's status read first (a revoked key: 401).
+        if !state.store().spend_write_nonce(claim).await? {
+            return Err(ApiError::from(AuthError::NonceReplayed));
         }
     }
     Ok(response)
@@ -209,8 +202,9 @@ async fn signed(
 
 /// A signing key taken from memory ([`paykit_store::Store::known_signing_key`]), whose
 /// status nobody has read for this request yet. Its write reads it in its transaction
-/// ([`paykit_store::nonces::WriteNonce::confirming_key`]); any answer given without that
-/// write reads it first, so a revoked key never gets more than 401.
+/// ([`paykit_store::nonces::WriteNonce::confirming_key`]), as does the nonce's spend on its
+/// own after a handler that refused first ([`paykit_store::Store::spend_write_nonce`]); an
+/// answer given before either reads it here, so a revoked key never gets more than 401.
 struct KeyToConfirm<'a> {
     party_kind: &'a str,
     party_id: &'a str,
@@ -223,7 +217,7 @@ impl KeyToConfirm<'_> {
         let Some(key) = key else { return Ok(()) };
         match state.store().active_signing_key(key.party_kind, key.party_id, key.key_id).await? {
             Some(_) => Ok(()),
-            None => Err(auth_error(AuthError::UnknownKey)),
+            None => Err(ApiError::from(AuthError::UnknownKey)),
         }
     }
 }

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paykit_core::ErrorCode;
+use paykit_core::signing::AuthError;
 use paykit_store::StoreError;
 
 use crate::observe::current_request_id;
@@ -35,17 +36,17 @@ impl ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::new(ErrorCode::from(&e), e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NonceReplayed => {
-                let replayed = paykit_core::signing::AuthError::NonceReplayed;
-                ApiError::new(ErrorCode::from(&replayed), replayed.to_string())
-            }
-            StoreError::KeyRevoked => {
-                let unknown = paykit_core::signing::AuthError::UnknownKey;
-                ApiError::new(ErrorCode::from(&unknown), unknown.to_string())
-            }
+            StoreError::NonceReplayed => AuthError::NonceReplayed.into(),
+            StoreError::KeyRevoked => AuthError::UnknownKey.into(),
             StoreError::InsufficientFunds { .. } => {
                 ApiError::new(ErrorCode::InsufficientBalance, "the balance does not cover the amount")
             }

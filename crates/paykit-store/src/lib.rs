@@ -169,10 +169,11 @@ pub struct Store {
     /// What never changes about a merchant once created: its name (for the consumer's
     /// records) and default notify_url (for every payment's event).
     fixed_merchants: Arc<RwLock<HashMap<String, merchants::FixedMerchant>>>,
-    /// Signing keys read as active, by party kind, party and key id. A key's secret never
-    /// changes once issued, only its status does, so whoever uses one from here reads its
-    /// status in its own write ([`nonces::NonceToSpend::key_to_confirm`]).
-    known_signing_keys: Arc<RwLock<HashMap<merchants::KeyName, merchants::SigningKey>>>,
+    /// Signing keys read as active, by key id (the table's primary key; the entry names its
+    /// party). A key's secret never changes once issued, only its status does, so whoever
+    /// uses one from here reads its status in its own write
+    /// ([`nonces::NonceToSpend::key_to_confirm`]).
+    known_signing_keys: Arc<RwLock<HashMap<String, merchants::SigningKey>>>,
     group_commit: Option<Arc<group_commit::GroupCommit>>,
     /// SQLite's point reads on the calling thread (see `point_read`); none on PostgreSQL
     /// or for an in-memory database, which another connection cannot open.

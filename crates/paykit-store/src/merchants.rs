@@ -54,9 +54,6 @@ pub struct KeyInfo {
     pub created_at: Timestamp,
 }
 
-/// A signing key by party kind, party and key id.
-pub(crate) type KeyName = (String, String, String);
-
 /// What signature checking needs. The secret is only ever handed to the verifier.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -262,15 +259,24 @@ impl Store {
     /// write in its own transaction ([`crate::nonces::WriteNonce::confirming_key`]).
     pub fn known_signing_key(&self, party_kind: &str, party_id: &str, key_id: &str) -> Option<SigningKey> {
         let known = self.known_signing_keys.read().expect("key cache lock");
-        known.get(&(party_kind.to_owned(), party_id.to_owned(), key_id.to_owned())).cloned()
+        known.get(key_id).filter(|k| k.party_kind == party_kind && k.party_id == party_id).cloned()
+    }
+
+    /// Whether the key `key_id` is active now (a point read).
+    pub(crate) async fn key_is_active(&self, key_id: &str) -> Result<bool> {
+        let sql = "SELECT 1 FROM api_keys WHERE key_id = $1 AND status = 'ACTIVE'";
+        Ok(self.read_one(sql, &[Param::Text(key_id)], |r| r.int(0)).await?.is_some())
     }
 
     fn remember_signing_key(&self, key: &SigningKey) {
-        let id = (key.party_kind.clone(), key.party_id.clone(), key.key_id.clone());
-        if self.known_signing_keys.read().expect("key cache lock").contains_key(&id) {
+        if self.known_signing_keys.read().expect("key cache lock").contains_key(&key.key_id) {
             return;
         }
-        self.known_signing_keys.write().expect("key cache lock").entry(id).or_insert_with(|| key.clone());
+        self.known_signing_keys
+            .write()
+            .expect("key cache lock")
+            .entry(key.key_id.clone())
+            .or_insert_with(|| key.clone());
     }
 }
 
@@ -278,7 +284,7 @@ impl Store {
 pub(crate) async fn active_key_ids(conn: &mut sqlx::AnyConnection, key_ids: &[&str]) -> Result<HashSet<String>> {
     let sql = format!(
         "SELECT key_id FROM api_keys WHERE status = 'ACTIVE' AND key_id IN ({})",
-        (1..=key_ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+        crate::placeholders(1, key_ids.len())
     );
     let mut query =
         sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(crate::for_engine(crate::Engine::of(conn), sql)));

@@ -135,8 +135,8 @@ impl Drop for Claim {
 /// own transaction ([`Store::create_order_spending`]): the nonce and what the request writes
 /// commit together or not at all, and a replay (the nonce already stored) writes nothing.
 /// Dropped, it leaves flight; the write holds it until it has committed or failed, even if
-/// the request goes away meanwhile. A write that does not
-/// carry it spends it with [`Store::spend_write_nonce`].
+/// the request goes away meanwhile. A write that does not carry it spends it with
+/// [`Store::spend_write_nonce`].
 pub struct WriteNonce {
     claim: Claim,
     at: Timestamp,
@@ -161,13 +161,6 @@ impl WriteNonce {
     /// nonce's write is to read in its own transaction.
     pub fn confirming_key(mut self, key_id: &str) -> WriteNonce {
         self.key_to_confirm = Some(key_id.to_owned());
-        self
-    }
-
-    /// The caller has read the key to confirm active itself: the nonce can be spent on its
-    /// own ([`Store::spend_write_nonce`]).
-    pub fn key_confirmed(mut self) -> WriteNonce {
-        self.key_to_confirm = None;
         self
     }
 
@@ -255,7 +248,7 @@ async fn store_batch(
     in_flight: &Mutex<HashSet<(String, String)>>,
     unstored: &mut Vec<Spent>,
 ) {
-    let mut rows: Vec<(String, String, i64)> =
+    let mut rows: Vec<NonceRow> =
         batch.iter().map(|s| (s.party_id.clone(), s.nonce.clone(), s.at.unix_micros())).collect();
     // One order for every process's batches, so two gateways inserting the same nonces
     // on PostgreSQL wait for each other instead of deadlocking.
@@ -290,10 +283,7 @@ async fn store_batch(
 
 /// Inserts the nonces not stored yet; returns those it inserted. On PostgreSQL a nonce
 /// another transaction is inserting waits for it to end.
-pub(crate) async fn insert_new(
-    conn: &mut sqlx::AnyConnection,
-    rows: &[(String, String, i64)],
-) -> Result<HashSet<(String, String)>> {
+pub(crate) async fn insert_new(conn: &mut sqlx::AnyConnection, rows: &[NonceRow]) -> Result<HashSet<(String, String)>> {
     let sql = format!(
         "INSERT INTO request_nonces (party_id, nonce, seen_at_us) VALUES {} \
          ON CONFLICT (party_id, nonce) DO NOTHING RETURNING party_id, nonce",
@@ -340,10 +330,15 @@ impl Store {
     }
 
     /// Spends a claimed write's nonce on its own, waiting for its commit. Returns false if
-    /// the party already used it (a replay). The nonce writer reads no key: one to
-    /// confirm, the caller confirms first ([`WriteNonce::key_confirmed`]).
+    /// the party already used it (a replay); [`StoreError::KeyRevoked`], spending nothing,
+    /// if its key to confirm is no longer active (the nonce writer reads no keys, so that
+    /// read comes first, on its own).
     pub async fn spend_write_nonce(&self, nonce: WriteNonce) -> Result<bool> {
-        debug_assert!(nonce.key_to_confirm.is_none(), "a key to confirm reached the nonce writer");
+        if let Some(key_id) = &nonce.key_to_confirm
+            && !self.key_is_active(key_id).await?
+        {
+            return Err(StoreError::KeyRevoked);
+        }
         let (reply, answer) = oneshot::channel();
         nonce.claim.hand_over(self.nonce_writer(), nonce.at, Some(reply))?;
         answer.await.unwrap_or_else(|_| Err(StoreError::GroupCommit("the nonce writer has stopped".into())))

@@ -1,18 +1,19 @@
 //! New orders on PostgreSQL, inserted in batches. SQLite's lane already inserts a batch's
-//! new orders with one statement; on PostgreSQL an order commits on its own, and a burst of
-//! order creations costs a statement and a commit record each. Here one task inserts what
-//! is queued in one transaction, outside the payment lane's: the requests' nonces in one
-//! statement, then the orders whose nonce was new (or that came without one) in another
-//! (the nonces' pattern, `nonces.rs`), so a signed create costs one commit shared with its
-//! neighbours instead of two of its own.
+//! new orders together (`orders::insert_orders_spending`, in its savepoint); on PostgreSQL
+//! an order commits on its own, and a burst of order creations costs a statement and a
+//! commit record each. Here one task inserts what is queued in one transaction, outside the
+//! payment lane's, with the same function: the status of the keys its requests were checked
+//! with from memory in one statement, their nonces in another, then the orders whose nonce
+//! was new (or that came without one) in a third (the nonces' pattern, `nonces.rs`), so a
+//! signed create costs one commit shared with its neighbours instead of two of its own.
 //!
 //! The batch answers "inserted", "replayed" (the nonce was stored already, so nothing of
-//! the request was written) or "key revoked" (the key its request was checked with from
-//! memory is not active: nothing written either); an order it did not insert (its out_trade_no is taken, or a
-//! statement failed — one order's bad text fails them all — or the task has stopped) is
-//! inserted again on its own by [`crate::Store::create_order_spending`] (or
-//! [`crate::Store::create_order`], without a nonce), which then says exactly
-//! why, spending the nonce with it unless the batch committed it. Every caller hears back
+//! the request was written) or "key revoked" (the key is not active: nothing written
+//! either); an order it did not insert (its out_trade_no is taken, or a statement failed —
+//! one order's bad text fails them all — or the task has stopped) is inserted again on its
+//! own by [`crate::Store::create_order_spending`] (or [`crate::Store::create_order`],
+//! without a nonce), which then says exactly why, spending the nonce with it unless the
+//! batch committed it. Every caller hears back
 //! only after the commit, so an acknowledged order is durable. (Should a batch commit and
 //! its answer be lost with the connection, the order inserted again alone finds its nonce
 //! already stored, and its own order under the id only this request has: it is answered

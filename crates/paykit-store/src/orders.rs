@@ -136,6 +136,19 @@ pub(crate) enum Batched {
     KeyRevoked,
 }
 
+impl Batched {
+    /// The request's answer, when the batch decided it; None for an order that goes on
+    /// alone (without its nonce after [`Batched::NonceSpent`]).
+    fn answer(self, order: &Order) -> Option<Result<Created>> {
+        match self {
+            Batched::Inserted => Some(Ok(Created::New(order.clone()))),
+            Batched::Replayed => Some(Err(StoreError::NonceReplayed)),
+            Batched::KeyRevoked => Some(Err(StoreError::KeyRevoked)),
+            Batched::NonceSpent | Batched::Left => None,
+        }
+    }
+}
+
 /// Signed creates together, in the caller's transaction (a savepoint in SQLite's lane, the
 /// order batcher's own on PostgreSQL): the signing keys to confirm read in one statement,
 /// the nonces of active keys' requests not stored yet in another, then the orders whose
@@ -240,15 +253,11 @@ impl Tx {
         Ok(orders
             .iter_mut()
             .zip(batched)
-            .map(|(o, batched)| match batched {
-                Batched::Inserted => Some(Ok(Created::New(o.order.clone()))),
-                Batched::Replayed => Some(Err(StoreError::NonceReplayed)),
-                Batched::KeyRevoked => Some(Err(StoreError::KeyRevoked)),
-                Batched::NonceSpent => {
+            .map(|(o, batched)| {
+                if batched == Batched::NonceSpent {
                     o.nonce = None;
-                    None
                 }
-                Batched::Left => None,
+                batched.answer(&o.order)
             })
             .collect())
     }
@@ -327,12 +336,12 @@ impl Store {
             return group.create_order(NewOrder { order: order.clone(), nonce }).await;
         }
         if let Some(batcher) = &self.order_batcher {
-            match batcher.insert(order.clone(), nonce.clone()).await {
-                Batched::Inserted => return Ok(Created::New(order.clone())),
-                Batched::Replayed => return Err(StoreError::NonceReplayed),
-                Batched::KeyRevoked => return Err(StoreError::KeyRevoked),
-                Batched::NonceSpent => nonce = None,
-                Batched::Left => {}
+            let batched = batcher.insert(order.clone(), nonce.clone()).await;
+            if let Some(answer) = batched.answer(order) {
+                return answer;
+            }
+            if batched == Batched::NonceSpent {
+                nonce = None;
             }
         }
         if nonce.is_none() {

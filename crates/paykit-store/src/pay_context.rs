@@ -10,7 +10,7 @@ use paykit_core::time::Timestamp;
 
 use crate::orders::{ORDER_COLUMN_COUNT, ORDER_COLUMNS, Order, order_from_row};
 use crate::point_read::Param;
-use crate::risk::{PayerHistory, history_at, history_sql};
+use crate::risk::{HISTORY_COLUMN_COUNT, PayerHistory, history_at, history_sql};
 use crate::users::{
     DEVICE_COLUMN_COUNT, Device, USER_COLUMNS, User, device_at, device_columns, session_user_sql, user_at,
 };
@@ -79,7 +79,7 @@ impl Store {
         const MERCHANT_STATUS: usize = ORDER_COLUMN_COUNT;
         const DEVICE: usize = MERCHANT_STATUS + 1;
         const HISTORY: usize = DEVICE + DEVICE_COLUMN_COUNT;
-        const USER: usize = HISTORY + 3;
+        const USER: usize = HISTORY + HISTORY_COLUMN_COUNT;
         let params = [
             Param::Text(session.token_digest),
             Param::Int(session.now.unix_micros()),
@@ -91,6 +91,7 @@ impl Store {
             Param::Text(device_id.unwrap_or("")),
         ];
         self.read_one(&SQL, &params, |r| {
+            // No order joined: its id, the first column, is NULL.
             let order = match r.opt_text(0)? {
                 None => None,
                 Some(_) => Some(PayContext {

@@ -56,6 +56,9 @@ pub(crate) fn history_sql(payer: &str, window: &str, day: &str, since: &str, mer
     }
 }
 
+/// How many columns [`history_at`] decodes: a query can add its own after them.
+pub(crate) const HISTORY_COLUMN_COUNT: usize = 3;
+
 /// Decodes the three columns from `first` on: recent, today, paid before.
 pub(crate) fn history_at<R: Columns + ?Sized>(r: &R, first: usize) -> Result<PayerHistory> {
     Ok(PayerHistory {

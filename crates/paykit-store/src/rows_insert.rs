@@ -126,35 +126,28 @@ impl Tx {
     pub(crate) async fn insert_rows(&mut self, inserts: Vec<RowsInsert<'_>>) -> Result<()> {
         let inserts: Vec<RowsInsert<'_>> = inserts.into_iter().filter(|i| !i.inserts_nothing()).collect();
         let Some((last, rest)) = inserts.split_last() else { return Ok(()) };
+        let mut sql = String::new();
+        let mut first = 1;
         match self.engine() {
             Engine::Sqlite => {
-                let mut sql = String::new();
-                let mut first = 1;
                 for insert in &inserts {
                     let _ = write!(sql, "{}; ", insert.sql(first));
                     first += insert.values.len();
                 }
-                let mut statements = sqlx::query(sqlx::AssertSqlSafe(crate::for_engine(Engine::Sqlite, sql)));
-                for insert in &inserts {
-                    statements = bind(statements, &insert.values);
-                }
-                statements.execute(self.conn()).await?;
             }
             Engine::Postgres => {
-                let mut sql = String::new();
-                let mut first = 1;
                 for (i, insert) in rest.iter().enumerate() {
                     let _ = write!(sql, "{} w{i} AS ({})", if i == 0 { "WITH" } else { "," }, insert.sql(first));
                     first += insert.values.len();
                 }
                 let _ = write!(sql, " {}", last.sql(first));
-                let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for insert in &inserts {
-                    statement = bind(statement, &insert.values);
-                }
-                statement.execute(self.conn()).await?;
             }
         }
+        let mut statements = sqlx::query(sqlx::AssertSqlSafe(crate::for_engine(self.engine(), sql)));
+        for insert in &inserts {
+            statements = bind(statements, &insert.values);
+        }
+        statements.execute(self.conn()).await?;
         Ok(())
     }
 }

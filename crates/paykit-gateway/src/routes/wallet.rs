@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::bank::DebitPurpose;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdempotencyKeyHeader};
-use crate::wallet_auth::{SessionToken, WalletUser, token_digest};
+use crate::wallet_auth::{SessionToken, WalletUser, session_invalid, token_digest};
 
 use axum::Json;
 
@@ -631,11 +631,8 @@ pub async fn pay(
 ) -> Result<Response, ApiError> {
     let (key, req) = match (key, req) {
         (Ok(IdempotencyKeyHeader(key)), Ok(ApiJson(req))) => (key, req),
-        (Err(refused), _) | (_, Err(refused)) => {
-            // A stranger learns nothing about the request's shape: the session first.
-            session.user(&state).await?;
-            return Err(refused);
-        }
+        // A stranger learns nothing about the request's shape: the session first.
+        (Err(refused), _) | (_, Err(refused)) => return Err(session.before(&state, refused).await),
     };
     let now = state.clock().now();
     let (window_start, day_start) = risk_windows(&state, now);
@@ -647,13 +644,10 @@ pub async fn pay(
         day_start,
     );
     let SessionPayContext { user, order } = match read.await {
-        Ok(found) => found.ok_or_else(|| session.invalid())?,
+        Ok(found) => found.ok_or_else(session_invalid)?,
         // Text the database refuses (PostgreSQL: a NUL) fails the read before the session
         // is known; a dead session still hears 401 first.
-        Err(e) => {
-            session.user(&state).await?;
-            return Err(e.into());
-        }
+        Err(e) => return Err(session.before(&state, e.into()).await),
     };
     require_can_pay(&user)?;
     let PayContext { order, merchant_status, device, history } = order.ok_or_else(|| ApiError::not_found("order"))?;
