@@ -202,7 +202,7 @@ impl Store {
                 let pragmas = sqlite_pragmas;
                 let writer = pool_options(engine, config)
                     .max_connections(1)
-                    .after_connect(pragmas)
+                    .after_connect(sqlite_writer_pragmas)
                     .connect_with(options.clone())
                     .await?;
                 let reader = pool_options(engine, config)
@@ -552,6 +552,21 @@ fn sqlite_pragmas(
         // commit survive power loss.
         conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
             .await?;
+        Ok(())
+    })
+}
+
+/// Run on the one SQLite writer connection, after [`sqlite_pragmas`].
+fn sqlite_writer_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        sqlite_pragmas(conn, meta).await?;
+        // A group-commit batch runs each request in a savepoint, and SQLite spilled the
+        // savepoints' journal to a temporary file, created, written and unlinked on almost
+        // every commit. A batch's journal is bounded by the batch: it stays in memory.
+        conn.execute("PRAGMA temp_store = MEMORY;").await?;
         Ok(())
     })
 }
