@@ -10,6 +10,7 @@
 
 pub mod bank;
 pub mod bills;
+mod checkpoint;
 pub mod console;
 pub mod events;
 mod group_commit;
@@ -79,6 +80,8 @@ pub enum StoreError {
     /// From a point read on SQLite ([`point_read`]).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("cannot start the WAL checkpointer: {0}")]
+    Checkpointer(std::io::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("account {account_id} has insufficient funds")]
@@ -178,6 +181,8 @@ pub struct Store {
     /// SQLite's point reads on the calling thread (see `point_read`); none on PostgreSQL
     /// or for an in-memory database, which another connection cannot open.
     point_readers: Option<Arc<point_read::SqliteReaders>>,
+    /// A file database's WAL checkpoints, off the writer (see `checkpoint`).
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     /// Started on first use, inside the runtime (see `nonces`).
     nonce_writer: Arc<OnceLock<nonces::NonceWriter>>,
     /// PostgreSQL's new orders in batches, with group commit on (see `order_batch`).
@@ -200,9 +205,11 @@ impl Store {
                 // lost its dot segments and escapes, so the point readers open the same one.
                 let file = sqlx::sqlite::SqliteConnectOptions::try_from(&options)?.get_filename().to_owned();
                 let pragmas = sqlite_pragmas;
+                // A file database checkpoints on a thread of its own (see `checkpoint`).
+                let checkpoints_elsewhere = sqlite_file_readable;
                 let writer = pool_options(engine, config)
                     .max_connections(1)
-                    .after_connect(sqlite_writer_pragmas)
+                    .after_connect(move |conn, meta| sqlite_writer_pragmas(conn, meta, checkpoints_elsewhere))
                     .connect_with(options.clone())
                     .await?;
                 let reader = pool_options(engine, config)
@@ -213,6 +220,7 @@ impl Store {
                 let mut store = Store::from_pools(engine, writer, reader);
                 if sqlite_file_readable {
                     store.point_readers = Some(Arc::new(point_read::SqliteReaders::open_beside(&file)?));
+                    store.checkpointer = Some(Arc::new(checkpoint::Checkpointer::start(&file)?));
                 }
                 Ok(store)
             }
@@ -238,6 +246,7 @@ impl Store {
             known_signing_keys: Arc::default(),
             group_commit: None,
             point_readers: None,
+            checkpointer: None,
             nonce_writer: Arc::default(),
             order_batcher: None,
             lane_writer: None,
@@ -363,6 +372,9 @@ impl Store {
         }
         if let Some(readers) = &self.point_readers {
             readers.close();
+        }
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop();
         }
         self.writer.close().await;
         self.reader.close().await;
@@ -557,9 +569,11 @@ fn sqlite_pragmas(
 }
 
 /// Run on the one SQLite writer connection, after [`sqlite_pragmas`].
+/// `checkpoints_elsewhere`: a [`checkpoint::Checkpointer`] runs for this database.
 fn sqlite_writer_pragmas(
     conn: &mut sqlx::AnyConnection,
     meta: sqlx::pool::PoolConnectionMetadata,
+    checkpoints_elsewhere: bool,
 ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
         sqlite_pragmas(conn, meta).await?;
@@ -567,6 +581,10 @@ fn sqlite_writer_pragmas(
         // savepoints' journal to a temporary file, created, written and unlinked on almost
         // every commit. A batch's journal is bounded by the batch: it stays in memory.
         conn.execute("PRAGMA temp_store = MEMORY;").await?;
+        if checkpoints_elsewhere {
+            let pages = checkpoint::WRITER_CHECKPOINT_PAGES;
+            conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA wal_autocheckpoint = {pages};"))).await?;
+        }
         Ok(())
     })
 }

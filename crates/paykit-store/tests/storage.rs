@@ -776,6 +776,38 @@ engine_tests!(closing_the_store_writes_the_reads_nonces_still_gathering, async m
     assert!(!next_process.spend_nonce("m1", "lastlastlastlast", now(), Read).await.unwrap(), "stored before closing");
 });
 
+/// A file database's commits reach the database file itself, not only its WAL, without
+/// the writer checkpointing (`checkpoint.rs`): the writer's own checkpoint waits for 80 MiB
+/// of WAL, and one merchant is a few pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_copies_commits_into_the_database_file() {
+    use rusqlite::OpenFlags;
+    let db = TestDb::new(Engine::Sqlite).await.expect("sqlite is always available");
+    let store = db.store().await.with_group_commit(64);
+    let (merchant, _key) = store.create_merchant("Checkpointed Shop", None, now()).await.unwrap();
+    let path = db.url.strip_prefix("sqlite://").expect("a file URL");
+    // immutable=1 reads the database file alone, as if the WAL were not there.
+    let in_the_file = || {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let file = rusqlite::Connection::open_with_flags(format!("file:{path}?immutable=1"), flags).unwrap();
+        match file.query_row("SELECT name FROM merchants WHERE id = ?1", [&merchant.id], |row| row.get::<_, String>(0))
+        {
+            Ok(name) => Some(name),
+            // Not copied yet: the row, or the tables themselves.
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            Err(e) if e.to_string().contains("no such table") => None,
+            Err(e) => panic!("reading the database file: {e}"),
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while in_the_file().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the merchant never reached the database file");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_the_file().as_deref(), Some("Checkpointed Shop"));
+    store.close().await;
+}
+
 /// SQLite's point readers open the file sqlx opens, even when the URL's path has a `..`
 /// that the URL parser folds away but the kernel would follow through a symlink.
 #[tokio::test]
