@@ -17,7 +17,7 @@
 //! writer busy without a pause never finds. That checkpoint copies only what the WAL took
 //! since the checkpointer's last one, but at full load that is some 9,000 pages, a stall
 //! of about 60 ms every second or so: qr-pay on SQLite at 32 clients went from p99 31 ms
-//! to about 50 ms, for a fifth more payments a second (BENCHMARKS.md). Under a load with
+//! to about 50 ms, for a sixth more payments a second (BENCHMARKS.md). Under a load with
 //! pauses the checkpointer catches up and the WAL starts over without the writer's help.
 //! (A RESTART checkpoint from this thread, to start the WAL over without the writer,
 //! held the writer back as long and was dropped.)
@@ -39,13 +39,20 @@ use crate::Result;
 const INTERVAL: Duration = Duration::from_millis(300);
 
 /// The writer's `wal_autocheckpoint` while a checkpointer runs: about 80 MiB of WAL at
-/// 4 KiB pages, under a second of qr-pay at full load on a 2-core machine, and what a
-/// crash leaves to replay at most.
+/// 4 KiB pages, under a second of qr-pay at full load on a 2-core machine. A trigger, not
+/// a cap: a reader's long snapshot (a ledger verify) keeps the WAL from starting over, as
+/// it did before. The `-wal` file keeps its largest size for reuse.
 pub(crate) const WRITER_CHECKPOINT_PAGES: u32 = 20_000;
 
 /// A running checkpointer; it stops when this is dropped or stopped.
 pub(crate) struct Checkpointer {
-    stop: Mutex<Option<mpsc::Sender<()>>>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    /// Dropped to stop the thread.
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Checkpointer {
@@ -57,7 +64,7 @@ impl Checkpointer {
         // writer.
         conn.pragma_update(None, "synchronous", "FULL")?;
         let (stop, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("paykit-checkpoint".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
@@ -65,12 +72,18 @@ impl Checkpointer {
                 }
             })
             .map_err(crate::StoreError::Checkpointer)?;
-        Ok(Checkpointer { stop: Mutex::new(Some(stop)) })
+        Ok(Checkpointer { running: Mutex::new(Some(Running { stop, thread })) })
     }
 
-    /// Stops after the checkpoint under way, if any.
-    pub(crate) fn stop(&self) {
-        self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+    /// Stops after the checkpoint under way, if any, and returns once the thread's
+    /// connection is closed: it may be the database's last, whose close copies the rest of
+    /// the WAL and removes it.
+    pub(crate) async fn stop(&self) {
+        let Some(Running { stop, thread }) = self.running.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        drop(stop);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 }
 
@@ -81,11 +94,13 @@ fn checkpoint(conn: &Connection) {
         Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
     });
     match outcome {
-        // -1: the writer was checkpointing or starting the WAL over; next time.
+        // -1: another connection was checkpointing or starting the WAL over (the writer,
+        // or another process's), or the database is not in WAL mode; next time.
         Ok((_, -1, _)) => metrics::counter!("paykit_sqlite_checkpoints_skipped").increment(1),
         Ok((_, wal_pages, copied)) => {
             metrics::histogram!("paykit_sqlite_checkpoint_seconds").record(started.elapsed().as_secs_f64());
-            // What a crash would replay, and what of it readers kept from being copied.
+            // The WAL's frames since it last started over, and those readers' snapshots
+            // kept from being copied.
             metrics::gauge!("paykit_sqlite_wal_pages").set(wal_pages as f64);
             metrics::gauge!("paykit_sqlite_wal_pages_not_copied").set((wal_pages - copied).max(0) as f64);
         }

@@ -205,8 +205,9 @@ impl Store {
                 // lost its dot segments and escapes, so the point readers open the same one.
                 let file = sqlx::sqlite::SqliteConnectOptions::try_from(&options)?.get_filename().to_owned();
                 let pragmas = sqlite_pragmas;
-                // A file database checkpoints on a thread of its own (see `checkpoint`).
-                let checkpoints_elsewhere = sqlite_file_readable;
+                // A file database checkpoints on a thread of its own (see `checkpoint`), unless
+                // opened read-only: the checkpointer writes the database file.
+                let checkpoints_elsewhere = sqlite_file_readable && !url.contains("mode=ro");
                 let writer = pool_options(engine, config)
                     .max_connections(1)
                     .after_connect(move |conn, meta| sqlite_writer_pragmas(conn, meta, checkpoints_elsewhere))
@@ -220,6 +221,8 @@ impl Store {
                 let mut store = Store::from_pools(engine, writer, reader);
                 if sqlite_file_readable {
                     store.point_readers = Some(Arc::new(point_read::SqliteReaders::open_beside(&file)?));
+                }
+                if checkpoints_elsewhere {
                     store.checkpointer = Some(Arc::new(checkpoint::Checkpointer::start(&file)?));
                 }
                 Ok(store)
@@ -336,7 +339,18 @@ impl Store {
     /// several processes at once (PostgreSQL takes an advisory lock).
     pub async fn migrate(&self) -> Result<()> {
         let migrator = migrator(self.engine);
-        migrator.run(&self.writer).await?;
+        if self.engine == Engine::Postgres {
+            migrator.run(&self.writer).await?;
+            return Ok(());
+        }
+        // A migration may sort a whole table (CREATE INDEX), which SQLite should be free to
+        // spill to a temporary file, unlike a batch's savepoint journals (see
+        // `sqlite_writer_pragmas`).
+        let mut writer = self.writer.acquire().await?;
+        writer.execute("PRAGMA temp_store = DEFAULT;").await?;
+        let migrated = migrator.run(&mut *writer).await;
+        writer.execute("PRAGMA temp_store = MEMORY;").await?;
+        migrated?;
         Ok(())
     }
 
@@ -374,7 +388,7 @@ impl Store {
             readers.close();
         }
         if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.stop();
+            checkpointer.stop().await;
         }
         self.writer.close().await;
         self.reader.close().await;
