@@ -14,13 +14,16 @@
 //! each page once however often it changed meanwhile. The writer checkpoints itself only
 //! past [`WRITER_CHECKPOINT_PAGES`]. It still has to, now and then: SQLite starts the WAL
 //! over only at the start of a write transaction that finds every frame copied, which a
-//! writer busy without a pause never finds. That checkpoint copies only what the WAL took
-//! since the checkpointer's last one, but at full load that is some 9,000 pages, a stall
-//! of about 60 ms every second or so: qr-pay on SQLite at 32 clients went from p99 31 ms
-//! to about 50 ms, for a sixth more payments a second (BENCHMARKS.md). Under a load with
-//! pauses the checkpointer catches up and the WAL starts over without the writer's help.
-//! (A RESTART checkpoint from this thread, to start the WAL over without the writer,
-//! held the writer back as long and was dropped.)
+//! writer busy without a pause never finds. That checkpoint copies what the WAL took since
+//! the checkpointer's last one, while the lane waits: at full load 300 ms of commits, some
+//! 9,000 pages, a stall of about 60 ms (qr-pay's p99 on SQLite went from 31 to about
+//! 50 ms). So once the WAL nears the writer's mark the checkpointer runs every
+//! [`NEAR_WRITER_INTERVAL`], and the writer's checkpoint finds a few hundred pages to copy:
+//! p99 back at about 32 ms, and a sixth more payments a second than with the writer's own
+//! checkpoints (BENCHMARKS.md). Under a load with pauses the checkpointer catches up and
+//! the WAL starts over without the writer's help. (A RESTART checkpoint from this thread,
+//! to start the WAL over without the writer, held the writer back as long and was
+//! dropped.)
 //!
 //! Durability is unchanged: a commit is synced into the WAL before it is acknowledged, as
 //! before, and a checkpoint syncs the WAL before it copies and the database file after.
@@ -43,6 +46,11 @@ const INTERVAL: Duration = Duration::from_millis(300);
 /// a cap: a reader's long snapshot (a ledger verify) keeps the WAL from starting over, as
 /// it did before. The `-wal` file keeps its largest size for reuse.
 pub(crate) const WRITER_CHECKPOINT_PAGES: u32 = 20_000;
+
+/// Past this many WAL pages the checkpointer runs every [`NEAR_WRITER_INTERVAL`]: some
+/// 150 ms before the writer's mark at full load.
+const NEAR_WRITER_PAGES: i64 = WRITER_CHECKPOINT_PAGES as i64 - 5_000;
+const NEAR_WRITER_INTERVAL: Duration = Duration::from_millis(5);
 
 /// A running checkpointer; it stops when this is dropped or stopped.
 pub(crate) struct Checkpointer {
@@ -67,8 +75,13 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("paykit-checkpoint".into())
             .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                    checkpoint(&conn);
+                let mut wait = INTERVAL;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                    let wal_pages = checkpoint(&conn);
+                    // Near the writer's own checkpoint, which copies what came since this
+                    // thread's last run while the lane waits: keep that little.
+                    let near = wal_pages.is_some_and(|pages| pages >= NEAR_WRITER_PAGES);
+                    wait = if near { NEAR_WRITER_INTERVAL } else { INTERVAL };
                 }
             })
             .map_err(crate::StoreError::Checkpointer)?;
@@ -88,7 +101,7 @@ impl Checkpointer {
 }
 
 /// One PASSIVE checkpoint: every page no reader still needs, waiting for nobody.
-fn checkpoint(conn: &Connection) {
+fn checkpoint(conn: &Connection) -> Option<i64> {
     let started = Instant::now();
     let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
@@ -96,17 +109,22 @@ fn checkpoint(conn: &Connection) {
     match outcome {
         // -1: another connection was checkpointing or starting the WAL over (the writer,
         // or another process's), or the database is not in WAL mode; next time.
-        Ok((_, -1, _)) => metrics::counter!("paykit_sqlite_checkpoints_skipped").increment(1),
+        Ok((_, -1, _)) => {
+            metrics::counter!("paykit_sqlite_checkpoints_skipped").increment(1);
+            None
+        }
         Ok((_, wal_pages, copied)) => {
             metrics::histogram!("paykit_sqlite_checkpoint_seconds").record(started.elapsed().as_secs_f64());
             // The WAL's frames since it last started over, and those readers' snapshots
             // kept from being copied.
             metrics::gauge!("paykit_sqlite_wal_pages").set(wal_pages as f64);
             metrics::gauge!("paykit_sqlite_wal_pages_not_copied").set((wal_pages - copied).max(0) as f64);
+            Some(wal_pages)
         }
         Err(e) => {
             metrics::counter!("paykit_sqlite_checkpoint_failures").increment(1);
             tracing::warn!(error = %e, "WAL checkpoint failed; the writer checkpoints past its limit");
+            None
         }
     }
 }
