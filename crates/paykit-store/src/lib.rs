@@ -349,8 +349,10 @@ impl Store {
         let mut writer = self.writer.acquire().await?;
         writer.execute("PRAGMA temp_store = DEFAULT;").await?;
         let migrated = migrator.run(&mut *writer).await;
-        writer.execute("PRAGMA temp_store = MEMORY;").await?;
+        let restored = writer.execute("PRAGMA temp_store = MEMORY;").await;
+        // A failed migration's own error first.
         migrated?;
+        restored?;
         Ok(())
     }
 
