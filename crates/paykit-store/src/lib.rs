@@ -204,7 +204,6 @@ impl Store {
                 // The file as sqlx's driver will open it: from the parsed URL, which has
                 // lost its dot segments and escapes, so the point readers open the same one.
                 let file = sqlx::sqlite::SqliteConnectOptions::try_from(&options)?.get_filename().to_owned();
-                let pragmas = sqlite_pragmas;
                 // A file database checkpoints on a thread of its own (see `checkpoint`), unless
                 // opened read-only: the checkpointer writes the database file.
                 let checkpoints_elsewhere = sqlite_file_readable && !url.contains("mode=ro");
@@ -215,7 +214,7 @@ impl Store {
                     .await?;
                 let reader = pool_options(engine, config)
                     .max_connections(config.max_connections.max(1))
-                    .after_connect(pragmas)
+                    .after_connect(sqlite_pragmas)
                     .connect_with(options)
                     .await?;
                 let mut store = Store::from_pools(engine, writer, reader);
